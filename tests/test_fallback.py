@@ -28,7 +28,9 @@ from kansr.fallback.base import score_expression
 from kansr.fallback.operon import parse_operon_model
 
 HAS_OPERON = importlib.util.find_spec("pyoperon") is not None
-needs_operon = pytest.mark.skipif(not HAS_OPERON, reason="pyoperon not installed (pip install kansr[operon])")
+needs_operon = pytest.mark.skipif(
+    not HAS_OPERON, reason="pyoperon not installed (pip install kansr[operon])"
+)
 
 # Small budget: generations x population bounds the run well before time_limit,
 # so results are reproducible per seed.

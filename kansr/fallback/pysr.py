@@ -36,8 +36,9 @@ DEFAULT_UNARY_OPERATORS = ("sin", "cos", "exp", "log", "sqrt", "square", "tanh")
 _JULIA_EXE = "julia.exe" if os.name == "nt" else "julia"
 
 
-def _is_executable(path: str | os.PathLike[str] | None) -> bool:
-    return bool(path) and os.path.isfile(path) and os.access(path, os.X_OK)  # type: ignore[arg-type]
+def _is_executable(path: str | None) -> bool:
+    """Whether ``path`` names an executable regular file."""
+    return path is not None and os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 def _juliapkg_executable() -> str | None:
