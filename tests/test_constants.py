@@ -1,0 +1,211 @@
+"""Tests for kansr.compose.constants (fast, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import sympy as sp
+
+from kansr.compose.constants import (
+    clean_expression,
+    default_snap_candidates,
+    expression_complexity,
+    pareto_front,
+    prune_terms,
+    refit_constants,
+    select_best,
+    simplify_safely,
+    snap_constants,
+)
+
+x, y = sp.symbols("x y")
+F = sp.Float
+
+
+def _data(n: int = 200, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, (n, 2))
+
+
+def _floats(expr: sp.Expr) -> list[float]:
+    return sorted(float(f) for f in expr.atoms(sp.Float))
+
+
+def _equivalent(a: sp.Expr, b: sp.Expr, seed: int = 1) -> bool:
+    pts = np.random.default_rng(seed).uniform(0.2, 1.5, (20, 2))
+    fa, fb = sp.lambdify([x, y], a), sp.lambdify([x, y], b)
+    return np.allclose(fa(pts[:, 0], pts[:, 1]), fb(pts[:, 0], pts[:, 1]), rtol=1e-9, atol=1e-12)
+
+
+def test_refit_recovers_perturbed_constants() -> None:
+    X = _data()
+    true = (1.3, 0.7, 2.1, -0.4)
+    Y = true[0] * np.exp(true[1] * np.sin(true[2] * X[:, 0]) + true[3] * X[:, 1] ** 2)
+    start = F(1.35) * sp.exp(F(0.68) * sp.sin(F(2.15) * x) + F(-0.38) * y**2)
+    fitted, mse = refit_constants(start, [x, y], X, Y)
+    assert mse < 1e-20
+    assert np.allclose(_floats(fitted), sorted(true), atol=1e-8)
+    assert fitted.has(y**2)  # integer exponent untouched
+
+
+def test_refit_accepts_mapping_and_names() -> None:
+    X = _data()
+    Y = 2.5 * X[:, 0] + X[:, 1]
+    fitted, mse = refit_constants(F(2.0) * x + y, ["x", "y"], {"x": X[:, 0], "y": X[:, 1]}, Y)
+    assert mse < 1e-25 and _floats(fitted) == pytest.approx([2.5])
+
+
+def test_refit_integer_exponents_are_not_parameters() -> None:
+    X = _data()
+    Y = 3.0 * X[:, 0] ** 2 + 0.5 * X[:, 0] ** 3
+    fitted, mse = refit_constants(F(2.0) * x**2 + F(1.0) * x**3, [x, y], X, Y)
+    assert mse < 1e-25
+    assert fitted.has(x**2) and fitted.has(x**3)
+    assert _floats(fitted) == pytest.approx([0.5, 3.0])
+
+
+def test_refit_float_exponent_is_a_parameter() -> None:
+    X = np.abs(_data()) + 0.1
+    Y = X[:, 0] ** 1.5
+    fitted, mse = refit_constants(x ** F(1.3), [x, y], X, Y)
+    assert mse < 1e-20 and _floats(fitted) == pytest.approx([1.5])
+
+
+def test_refit_handles_non_finite_values() -> None:
+    X = _data()
+    Y = np.exp(2.0 * X[:, 0])
+    # exp(800*x) overflows at the start; the fit must back off, not crash
+    fitted, mse = refit_constants(sp.exp(F(800.0) * x), [x, y], X, Y)
+    assert mse < 1e-20 and _floats(fitted) == pytest.approx([2.0])
+    # log of a negative argument in part of the data: nan residuals are penalised
+    Y2 = np.log(X[:, 0] + 2.0)
+    fitted2, mse2 = refit_constants(sp.log(x + F(0.5)), [x, y], X, Y2)
+    assert np.isfinite(mse2) and mse2 < 1e-20
+    assert _floats(fitted2) == pytest.approx([2.0])
+
+
+def test_refit_rejects_unknown_symbol() -> None:
+    z = sp.Symbol("z")
+    with pytest.raises(ValueError, match="z"):
+        refit_constants(F(1.0) * z, [x, y], _data(), np.zeros(200))
+
+
+def test_snap_noiseless_simple_values() -> None:
+    X = _data()
+    Y = np.exp(np.sin(np.pi * X[:, 0]) + 0.5 * X[:, 1] ** 2) + np.sqrt(2) / 2 * X[:, 1]
+    start = F(1.0000002) * sp.exp(F(0.99999998) * sp.sin(F(3.1415925) * x) + F(0.49999998) * y**2) + F(
+        0.70710677
+    ) * y
+    snapped = snap_constants(start, [x, y], X, Y)
+    expected = sp.exp(sp.sin(sp.pi * x) + y**2 / 2) + sp.sqrt(2) / 2 * y
+    assert not snapped.atoms(sp.Float)
+    assert sp.simplify(snapped - expected) == 0
+
+
+def test_snap_keeps_point_nine() -> None:
+    X = _data()
+    Y = 0.9 * np.sin(X[:, 0]) + X[:, 1]
+    snapped = snap_constants(F(0.9000001) * sp.sin(x) + y, [x, y], X, Y)
+    coeff = snapped.coeff(sp.sin(x))
+    assert coeff != 1
+    assert float(coeff) == pytest.approx(0.9, abs=1e-9)  # 9/10 exactly or a refitted 0.9
+
+
+def test_snap_does_not_cost_accuracy_on_noisy_data() -> None:
+    rng = np.random.default_rng(3)
+    X = _data(400, seed=3)
+    Y = 1.03 * np.sin(X[:, 0]) + 0.4 * X[:, 1] + rng.normal(0.0, 0.01, 400)
+    start = F(1.0) * sp.sin(x) + F(0.41) * y
+    ref_expr, ref_mse = refit_constants(start, [x, y], X, Y)
+    snapped = snap_constants(start, [x, y], X, Y)
+    _, mse = refit_constants(snapped, [x, y], X, Y)
+    assert mse <= ref_mse * np.exp(2 * 2 / 400) + 1e-12
+    assert float(snapped.coeff(sp.sin(x))) == pytest.approx(1.03, abs=0.005)
+    assert snapped.coeff(sp.sin(x)) != 1
+
+
+def test_snap_drops_term_that_data_does_not_need() -> None:
+    X = _data()
+    Y = np.sin(X[:, 0])
+    snapped = snap_constants(F(1.0) * sp.sin(x) + F(1e-9) * y**2, [x, y], X, Y)
+    assert snapped == sp.sin(x)
+
+
+def test_default_candidates_order() -> None:
+    cands = default_snap_candidates(0.5000001)
+    assert cands[0] == 0 and sp.Rational(1, 2) in cands
+    pi_cands = default_snap_candidates(3.1415925)
+    assert sp.pi in pi_cands
+    assert pi_cands.index(3) < pi_cands.index(sp.pi)  # integers are tried before pi
+    assert default_snap_candidates(float("nan")) == [0]
+
+
+def test_prune_drops_tiny_additive_term() -> None:
+    X = _data()
+    Y = np.sin(X[:, 0]) + X[:, 1] ** 2
+    pruned = prune_terms(F(1.0) * sp.sin(x) + y**2 + F(1e-9) * y + F(-2e-9), [x, y], X, Y)
+    assert _equivalent(pruned, sp.sin(x) + y**2)
+    assert pruned.coeff(y, 1) == 0 and len(sp.Add.make_args(pruned)) == 2
+
+
+def test_prune_keeps_needed_terms() -> None:
+    X = _data()
+    Y = np.sin(X[:, 0]) + 0.01 * X[:, 1]
+    pruned = prune_terms(F(1.0) * sp.sin(x) + F(0.01) * y, [x, y], X, Y)
+    assert len(sp.Add.make_args(pruned)) == 2
+
+
+def test_clean_expression_removes_noise() -> None:
+    e = F(1.0000003) * sp.exp(F(0.9999999) * sp.sin(x) + y ** F(2.0000001)) - F(2e-7)
+    assert clean_expression(e) == sp.exp(sp.sin(x) + y**2)
+    assert clean_expression(x ** F(0.5000000001), simplify=False) == sp.sqrt(x)
+    kept = clean_expression(F(0.9) * x + F(1e-3), simplify=False)
+    assert _floats(kept) == pytest.approx([1e-3, 0.9])
+
+
+def test_simplify_safely_small_and_large() -> None:
+    assert simplify_safely(sp.sin(x) ** 2 + sp.cos(x) ** 2) == 1
+    big = sp.Add(*[F(0.5 + k) * x**k * sp.exp(F(0.1 * k) * y) / (1 + x) for k in range(60)])
+    big = big + sp.Add(*[sp.log(x * y ** (k + 1)) for k in range(20)])
+    out = simplify_safely(big, timeout_s=1.0)
+    assert isinstance(out, sp.Expr)
+    assert _equivalent(out, big)
+
+
+def test_pareto_front_and_select_best() -> None:
+    Y = np.linspace(-1.0, 1.0, 50)
+    var = float(np.var(Y))
+    cands = [
+        (x, 1.0),
+        (x + 1, 2.0),  # dominated: more complex and worse
+        (sp.sin(x) + 1, 0.1),
+        (sp.sin(x) + y, 0.5),  # dominated (same complexity as sin(x)+1, worse)
+        (sp.sin(x) + 2 * y, 0.09),  # tiny gain for +2 nodes
+        (sp.sin(x) * sp.exp(y) + 2 * y, 1e-4),
+        (sp.sin(x) * sp.exp(y) + 2 * y + x**3, 0.99e-4),
+        (sp.cos(x), float("nan")),
+    ]
+    front = pareto_front(cands, y=Y)
+    assert list(front.columns)[:5] == ["complexity", "loss", "r2", "expression", "sympy"]
+    assert list(front["complexity"]) == sorted(front["complexity"])
+    assert np.all(np.diff(front["loss"]) < 0)
+    kept = set(front["expression"])
+    assert str(x + 1) not in kept and str(sp.sin(x) + y) not in kept and str(sp.cos(x)) not in kept
+    assert front["r2"].iloc[0] == pytest.approx(1 - 1.0 / var)
+    assert isinstance(front["sympy"].iloc[0], sp.Expr)
+
+    best = select_best(front)  # highest score among loss <= 1.5 * min
+    assert best["sympy"] == sp.sin(x) * sp.exp(y) + 2 * y
+    assert select_best(front, "accuracy")["sympy"] == sp.sin(x) * sp.exp(y) + 2 * y + x**3
+    assert select_best(front, "parsimony")["sympy"] == sp.sin(x) * sp.exp(y) + 2 * y
+    assert select_best(front, "parsimony", loss_factor=1e4)["sympy"] == sp.sin(x) + 1
+    with pytest.raises(ValueError):
+        select_best(front, "nope")
+    with pytest.raises(ValueError):
+        select_best(pd.DataFrame(columns=front.columns))
+
+
+def test_expression_complexity_counts_nodes() -> None:
+    assert expression_complexity(x) == 1
+    assert expression_complexity(2 * x) == 3
+    assert expression_complexity(sp.sin(x) + 1) == 4
