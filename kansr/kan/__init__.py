@@ -1,0 +1,9 @@
+"""The network stage: B-spline KAN with sum and product nodes, training, pruning, plotting."""
+
+from .layer import KANLayer, torch_function
+from .network import KAN, Trace, normalize_width
+from .prune import Attribution, attribution, prune
+from .train import History, fit
+
+__all__ = ["KAN", "KANLayer", "Trace", "History", "Attribution", "fit", "prune", "attribution",
+           "normalize_width", "torch_function"]

@@ -1,0 +1,226 @@
+"""One KAN layer: every edge is phi_ij(x) = w_base_ij * silu(x) + w_sp_ij * spline_ij(x).
+
+Computed as one basis evaluation plus one matrix product; per-edge activations (B, I, O)
+are only formed on request (`edge_activations`). Edges can be masked (pruned) or fixed to a
+symbolic function c * f(a * x + b) + d whose four parameters stay trainable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy
+import torch
+from torch import nn
+
+from .spline import bspline_basis, extend_grid, fit_coefficients, uniform_grid
+
+TorchFn = Callable[[torch.Tensor], torch.Tensor]
+
+_TORCH_FUNCS = {
+    "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp, "log": torch.log,
+    "sqrt": torch.sqrt, "tanh": torch.tanh, "sinh": torch.sinh, "cosh": torch.cosh,
+    "asin": torch.asin, "acos": torch.acos, "atan": torch.atan, "atanh": torch.atanh,
+    "Abs": torch.abs, "sign": torch.sign, "Heaviside": lambda x: (x > 0).to(x.dtype),
+}
+_X = sympy.Symbol("x")
+
+
+def torch_function(expr: str | sympy.Expr) -> TorchFn:
+    """Turn a sympy expression in `x` into a differentiable torch callable."""
+    expr = sympy.sympify(expr, locals={"x": _X})
+    extra = expr.free_symbols - {_X}
+    if extra:
+        raise ValueError(f"edge function {expr} may only use the variable x, found {extra}")
+    fn = sympy.lambdify(_X, expr, modules=[_TORCH_FUNCS, "math"])
+
+    def wrapped(x: torch.Tensor) -> torch.Tensor:
+        out = fn(x)
+        return out if torch.is_tensor(out) else torch.full_like(x, float(out))
+
+    return wrapped
+
+
+@dataclass
+class SymbolicEdge:
+    """An edge fixed to c * f(a * x + b) + d; params live in the layer's `sym_params`."""
+
+    expr: str
+    fn: TorchFn
+
+
+class KANLayer(nn.Module):
+    """A layer of I * O learnable activation functions.
+
+    Parameters: `coef` (I, O, K) spline coefficients, `w_base` and `w_sp` (I, O) scales,
+    buffers `grid` (I, G + 2k + 1) and `mask` (I, O). Input (B, I) -> output (B, O).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        grid_size: int = 5,
+        k: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        noise_scale: float = 0.1,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        self.in_dim, self.out_dim, self.grid_size, self.k = in_dim, out_dim, grid_size, k
+        grid = uniform_grid(in_dim, grid_size, k, *grid_range, dtype=dtype)
+        self.register_buffer("grid", grid)
+        noise = (torch.rand(in_dim, out_dim, grid_size + k, generator=generator, dtype=dtype) - 0.5)
+        self.coef = nn.Parameter(noise * noise_scale / grid_size)
+        # Base weights as in the KAN paper: silu term initialised like a linear layer.
+        bound = 1.0 / in_dim**0.5
+        w_base = (torch.rand(in_dim, out_dim, generator=generator, dtype=dtype) * 2 - 1) * bound
+        self.w_base = nn.Parameter(w_base)
+        self.w_sp = nn.Parameter(torch.ones(in_dim, out_dim, dtype=dtype))
+        self.register_buffer("mask", torch.ones(in_dim, out_dim, dtype=dtype))
+        self.register_buffer("sym_mask", torch.zeros(in_dim, out_dim, dtype=dtype))
+        sym = torch.zeros(in_dim, out_dim, 4, dtype=dtype)
+        sym[..., 0] = 1.0
+        sym[..., 2] = 1.0
+        self.sym_params = nn.Parameter(sym)  # (a, b, c, d) per edge
+        self.symbolic: dict[tuple[int, int], SymbolicEdge] = {}
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, I) -> (B, O): one basis evaluation and one contraction over (I, K)."""
+        basis = bspline_basis(x, self.grid, self.k)  # (B, I, K)
+        live = self.mask * (1.0 - self.sym_mask)
+        coef = self.coef * (self.w_sp * live).unsqueeze(-1)  # (I, O, K)
+        out = basis.flatten(1) @ coef.permute(0, 2, 1).reshape(-1, self.out_dim)
+        out = out + nn.functional.silu(x) @ (self.w_base * live)
+        for (i, j), edge in self.symbolic.items():
+            out[:, j] = out[:, j] + self.mask[i, j] * self._symbolic_value(x[:, i], i, j, edge)
+        return out
+
+    def _symbolic_value(self, xi: torch.Tensor, i: int, j: int, edge: SymbolicEdge) -> torch.Tensor:
+        a, b, c, d = self.sym_params[i, j]
+        return c * edge.fn(a * xi + b) + d
+
+    def edge_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-edge values phi_ij(x_i), shape (B, I, O); masked edges are zero."""
+        basis = bspline_basis(x, self.grid, self.k)
+        spline = torch.einsum("bik,iok->bio", basis, self.coef)
+        acts = self.w_sp * spline + self.w_base * nn.functional.silu(x).unsqueeze(-1)
+        acts = acts * (1.0 - self.sym_mask)
+        for (i, j), edge in self.symbolic.items():
+            acts[:, i, j] = self._symbolic_value(x[:, i], i, j, edge)
+        return acts * self.mask
+
+    def spline_values(self, x: torch.Tensor) -> torch.Tensor:
+        """Non-symbolic edge values ignoring masks, (B, I, O): used to refit coefficients."""
+        basis = bspline_basis(x, self.grid, self.k)
+        return torch.einsum("bik,iok->bio", basis, self.coef)
+
+    # ------------------------------------------------------------------ grids
+    @torch.no_grad()
+    def set_grid(self, new_grid: torch.Tensor, x: torch.Tensor) -> None:
+        """Replace the knot grid, refitting coefficients so the splines stay the same on x.
+
+        The fit uses the samples inside the new inner range plus a uniform sweep of it, so
+        basis functions without data stay anchored. If the new grid refines the old one (knot
+        insertion), the function is preserved there to float precision.
+        """
+        k = self.k
+        lo, hi = new_grid[:, k : k + 1], new_grid[:, -k - 1 : -k]  # new inner range (I, 1)
+        # Only points inside the new inner range constrain the fit: there the new basis spans
+        # every C2 piecewise cubic on the old breakpoints, so a refinement is exact.
+        n_sweep = 4 * new_grid.shape[1]
+        t = torch.linspace(0, 1, n_sweep, dtype=x.dtype, device=x.device)[:, None]
+        sweep = lo.T + (hi - lo).T * t  # (S, I)
+        inside = (x >= lo.T) & (x <= hi.T)
+        pts = torch.cat([torch.where(inside, x, sweep[:1].expand_as(x)), sweep], dim=0)
+        y = self.spline_values(pts)
+        self.grid = new_grid.to(self.grid)
+        self.grid_size = new_grid.shape[1] - 2 * k - 1
+        self.coef = nn.Parameter(fit_coefficients(pts, y, self.grid, k))
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.01) -> None:
+        """Adapt knots to the samples x (B, I): quantiles mixed with a uniform grid."""
+        G = self.grid_size
+        xs = torch.sort(x, dim=0).values
+        idx = torch.linspace(0, len(xs) - 1, G + 1, device=x.device).round().long()
+        adaptive = xs[idx].T  # (I, G + 1)
+        lo, hi = xs[0], xs[-1]
+        span = (hi - lo).clamp_min(1e-6)
+        lo, hi = lo - margin * span, hi + margin * span
+        adaptive[:, 0], adaptive[:, -1] = lo, hi
+        uniform = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, G + 1, dtype=x.dtype,
+                                                                    device=x.device)[None, :]
+        inner = grid_eps * uniform + (1 - grid_eps) * adaptive
+        self.set_grid(extend_grid(inner, self.k), x)
+
+    @torch.no_grad()
+    def refine(self, new_size: int, x: torch.Tensor) -> None:
+        """Coarse to fine: about `new_size` intervals over the current inner range.
+
+        When `new_size` is a multiple of the current size, every old interval is split evenly
+        (knot insertion), so the function is preserved exactly. Samples beyond the inner range
+        widen it by whole old intervals first (at most k per side, where the old spline still
+        lives), so the grid may end up a few intervals larger. Otherwise a uniform grid on the
+        same range is fitted by least squares (close, not exact).
+        """
+        k, G = self.k, self.grid_size
+        if new_size % G:
+            inner = self.grid[:, k : k + G + 1]
+            new_inner = inner[:, :1] + (inner[:, -1:] - inner[:, :1]) * torch.linspace(
+                0, 1, new_size + 1, dtype=inner.dtype, device=inner.device)[None, :]
+            self.set_grid(extend_grid(new_inner, k), x)
+            return
+        m = new_size // G
+        below = (self.grid[:, k : k + 1] - x.T).clamp_min(0).amax(dim=1)  # (I,)
+        above = (x.T - self.grid[:, k + G : k + G + 1]).clamp_min(0).amax(dim=1)
+        h_lo = self.grid[:, k] - self.grid[:, k - 1]
+        h_hi = self.grid[:, k + G + 1] - self.grid[:, k + G]
+        e_lo = int(torch.ceil(below / h_lo).max().clamp(0, k).item())
+        e_hi = int(torch.ceil(above / h_hi).max().clamp(0, k).item())
+        inner = self.grid[:, k - e_lo : k + G + 1 + e_hi]
+        t = torch.arange(m, dtype=inner.dtype, device=inner.device) / m
+        left, width = inner[:, :-1, None], (inner[:, 1:] - inner[:, :-1])[..., None]
+        new_inner = torch.cat([(left + width * t).flatten(1), inner[:, -1:]], dim=1)
+        self.set_grid(extend_grid(new_inner, k), x)
+
+    # ------------------------------------------------------------------ symbolic edges
+    def fix_edge(self, i: int, j: int, expr: str | sympy.Expr,
+                 params: tuple[float, float, float, float] = (1.0, 0.0, 1.0, 0.0)) -> None:
+        """Fix edge (i, j) to c * f(a * x + b) + d with f given as a sympy expression in x."""
+        edge = SymbolicEdge(str(expr), torch_function(expr))
+        with torch.no_grad():
+            self.sym_params[i, j] = torch.as_tensor(params, dtype=self.sym_params.dtype)
+            self.sym_mask[i, j] = 1.0
+        self.symbolic[(i, j)] = edge
+
+    def unfix_edge(self, i: int, j: int) -> None:
+        """Return edge (i, j) to its spline form."""
+        self.symbolic.pop((i, j), None)
+        with torch.no_grad():
+            self.sym_mask[i, j] = 0.0
+
+    def get_extra_state(self) -> dict:  # saved by state_dict()
+        symbolic = {f"{i},{j}": e.expr for (i, j), e in self.symbolic.items()}
+        return {"symbolic": symbolic, "grid_size": self.grid_size}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.grid_size = state["grid_size"]
+        self.symbolic = {}
+        for key, expr in state["symbolic"].items():
+            i, j = map(int, key.split(","))
+            self.symbolic[(i, j)] = SymbolicEdge(expr, torch_function(expr))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Grid refinement changes the coefficient count: adopt the saved shapes before loading.
+        for name in ("coef", "grid"):
+            saved = state_dict.get(prefix + name)
+            if saved is not None and saved.shape != getattr(self, name).shape:
+                if name == "coef":
+                    self.coef = nn.Parameter(torch.empty_like(saved, dtype=self.coef.dtype))
+                else:
+                    self.grid = torch.empty_like(saved, dtype=self.grid.dtype)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -1,0 +1,208 @@
+"""A KAN of any depth with sum nodes and (KAN 2.0) product nodes.
+
+`width` lists the nodes per layer, e.g. ``[2, 5, 1]`` or ``[2, (1, 1), 1]``: an entry is either
+an int (sum nodes only) or ``(n_sum, n_mult)``. A product node multiplies ``mult_arity``
+sub-nodes, each of which sums its incoming edges, so x * y is represented exactly.
+Layer l maps the n_sum + n_mult node values of layer l to n_sum' + arity * n_mult' sub-nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from .layer import KANLayer
+
+WidthSpec = Sequence[int | Sequence[int]]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def normalize_width(width: WidthSpec) -> list[tuple[int, int]]:
+    """Turn a width spec into [(n_sum, n_mult), ...] and check it."""
+    if len(width) < 2:
+        raise ValueError(f"width needs at least an input and an output layer, got {width!r}")
+    out: list[tuple[int, int]] = []
+    for entry in width:
+        pair = (int(entry), 0) if isinstance(entry, (int,)) or hasattr(entry, "__index__") \
+            else tuple(int(v) for v in entry)
+        if len(pair) != 2 or min(pair) < 0 or sum(pair) == 0:
+            raise ValueError(f"bad width entry {entry!r}: use n or (n_sum, n_mult) with n > 0")
+        out.append(pair)  # type: ignore[arg-type]
+    if out[0][1] or out[-1][1]:
+        raise ValueError("input and output layers cannot hold product nodes")
+    return out
+
+
+@dataclass
+class Trace:
+    """Everything a forward pass saw; returned, never cached on the model.
+
+    inputs[l]: (B, I_l) values entering layer l; acts[l]: (B, I_l, O_l) edge activations;
+    subnodes[l]: (B, O_l) sub-node sums; output: (B, n_out).
+    """
+
+    inputs: list[torch.Tensor]
+    acts: list[torch.Tensor]
+    subnodes: list[torch.Tensor]
+    output: torch.Tensor
+
+
+class KAN(nn.Module):
+    """Kolmogorov-Arnold Network: learnable B-spline activations on edges, sums and products on nodes."""
+
+    def __init__(
+        self,
+        width: WidthSpec,
+        grid: int = 5,
+        k: int = 3,
+        *,
+        mult_arity: int = 2,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        noise_scale: float = 0.1,
+        seed: int = 0,
+        dtype: torch.dtype | str = torch.float32,
+        device: torch.device | str = "cpu",
+        input_ids: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.width = normalize_width(width)
+        if mult_arity < 2:
+            raise ValueError("mult_arity must be at least 2")
+        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        self.k, self.mult_arity, self.seed = k, mult_arity, seed
+        self.grid_range, self.noise_scale = tuple(grid_range), noise_scale
+        self.input_ids = list(range(self.width[0][0])) if input_ids is None else list(input_ids)
+        if len(self.input_ids) != self.width[0][0]:
+            raise ValueError("input_ids must list one original index per input")
+        gen = torch.Generator().manual_seed(seed)
+        self.layers = nn.ModuleList(
+            KANLayer(self._n_nodes(l), self._n_subnodes(l + 1), grid, k, grid_range,
+                     noise_scale, gen, dtype)
+            for l in range(len(self.width) - 1)
+        )
+        self.to(device)
+
+    # ------------------------------------------------------------------ structure
+    def _n_nodes(self, l: int) -> int:
+        return sum(self.width[l])
+
+    def _n_subnodes(self, l: int) -> int:
+        n_sum, n_mult = self.width[l]
+        return n_sum + self.mult_arity * n_mult
+
+    @property
+    def n_in(self) -> int:
+        return self.width[0][0]
+
+    @property
+    def n_out(self) -> int:
+        return self.width[-1][0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.layers[0].coef.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.layers[0].coef.device
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this architecture (grid sizes live in the state)."""
+        return {
+            "width": [list(w) for w in self.width], "grid": self.layers[0].grid_size, "k": self.k,
+            "mult_arity": self.mult_arity, "grid_range": list(self.grid_range),
+            "noise_scale": self.noise_scale, "seed": self.seed,
+            "dtype": str(self.dtype).removeprefix("torch."), "input_ids": self.input_ids,
+        }
+
+    def n_params(self) -> int:
+        """Trainable parameters of live (unmasked) edges, counting splines and scales."""
+        return sum(int(l.mask.sum().item()) * (l.grid_size + l.k + 2) for l in self.layers)
+
+    def __repr__(self) -> str:
+        shape = [w[0] if not w[1] else w for w in self.width]
+        return f"KAN(width={shape}, grid={[l.grid_size for l in self.layers]}, k={self.k})"
+
+    # ------------------------------------------------------------------ forward
+    def node_op(self, z: torch.Tensor, l: int) -> torch.Tensor:
+        """Sub-node values (B, O_l) of layer l -> node values (B, n_sum + n_mult)."""
+        n_sum, n_mult = self.width[l]
+        if not n_mult:
+            return z
+        prods = z[:, n_sum:].reshape(len(z), n_mult, self.mult_arity).prod(dim=-1)
+        return torch.cat([z[:, :n_sum], prods], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, n_in) -> (B, n_out)."""
+        for l, layer in enumerate(self.layers):
+            x = self.node_op(layer(x), l + 1)
+        return x
+
+    def trace(self, x: torch.Tensor) -> Trace:
+        """Forward pass keeping every layer's inputs and per-edge activations (B, I, O)."""
+        inputs, acts, subs = [], [], []
+        for l, layer in enumerate(self.layers):
+            inputs.append(x)
+            a = layer.edge_activations(x)
+            acts.append(a)
+            z = a.sum(dim=1)
+            subs.append(z)
+            x = self.node_op(z, l + 1)
+        return Trace(inputs, acts, subs, x)
+
+    def layer_inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Values entering each layer, [(B, I_l)], computed without per-edge tensors."""
+        out = []
+        for l, layer in enumerate(self.layers):
+            out.append(x)
+            x = self.node_op(layer(x), l + 1)
+        return out
+
+    # ------------------------------------------------------------------ grids
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+        """Adapt every layer's knots to the samples reaching it, preserving the function."""
+        for layer, xin in zip(self.layers, self.layer_inputs(x)):
+            layer.update_grid(xin, grid_eps=grid_eps)
+
+    @torch.no_grad()
+    def refine(self, grid: int, x: torch.Tensor) -> "KAN":
+        """Coarse-to-fine: give every layer `grid` intervals, preserving the function. In place."""
+        for layer, xin in zip(self.layers, self.layer_inputs(x)):
+            layer.refine(grid, xin)
+        return self
+
+    # ------------------------------------------------------------------ regularisation
+    def regularization(self, x: torch.Tensor, l1: float = 1.0, entropy: float = 2.0,
+                       eps: float = 1e-12) -> torch.Tensor:
+        """KAN-paper sparsity penalty on samples x (keep x small: it forms (B, I, O) per layer).
+
+        Per layer: l1 * sum of each edge's mean |phi| plus entropy * the entropy of the edge
+        magnitudes across each node's incoming and outgoing edges.
+        """
+        total = x.new_zeros(())
+        for a in self.trace(x).acts:
+            mag = a.abs().mean(dim=0)  # (I, O)
+            total = total + l1 * mag.sum()
+            for dim in (0, 1):
+                p = mag / (mag.sum(dim=dim, keepdim=True) + eps)
+                total = total + entropy * -(p * torch.log(p + eps)).sum()
+        return total
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write config and state (symbolic edges included) to one file."""
+        torch.save({"config": self.config(), "state": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> "KAN":
+        """Rebuild a network written by `save`."""
+        blob = torch.load(path, map_location=device, weights_only=False)
+        model = cls(**blob["config"], device=device)
+        model.load_state_dict(blob["state"])
+        return model

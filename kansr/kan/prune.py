@@ -1,0 +1,117 @@
+"""Attribution scores (KAN 2.0, propagated back from the outputs) and pruning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .network import KAN
+
+
+@dataclass
+class Attribution:
+    """node[l]: (n_nodes_l,) importance of each node; edge[l]: (I_l, O_l) of each edge."""
+
+    node: list[torch.Tensor]
+    edge: list[torch.Tensor]
+
+
+def _subnode_scores(model: KAN, l: int, node_score: torch.Tensor) -> torch.Tensor:
+    """Spread node scores of layer l over its sub-nodes (a product node's inputs share its score)."""
+    n_sum, _ = model.width[l]
+    return torch.cat([node_score[:n_sum],
+                      node_score[n_sum:].repeat_interleave(model.mult_arity)])
+
+
+@torch.no_grad()
+def attribution(model: KAN, X: torch.Tensor, eps: float = 1e-4) -> Attribution:
+    """Importance of every node and edge on samples X (B, n_in).
+
+    An edge's score is its activation's standard deviation relative to that of the sub-node
+    it feeds, times that sub-node's score; a node's score sums its outgoing edges' scores.
+    Output nodes score 1.
+    """
+    tr = model.trace(X.to(model.device, model.dtype))
+    L = len(model.layers)
+    node = [torch.empty(0)] * (L + 1)
+    edge = [torch.empty(0)] * L
+    node[L] = torch.ones(model.n_out, dtype=model.dtype, device=model.device)
+    for l in reversed(range(L)):
+        sub = _subnode_scores(model, l + 1, node[l + 1])
+        scale = tr.subnodes[l].std(dim=0) + eps
+        edge[l] = tr.acts[l].std(dim=0) / scale[None, :] * sub[None, :]
+        node[l] = edge[l].sum(dim=1)
+    return Attribution(node, edge)
+
+
+def _kept_subnodes(model: KAN, l: int, keep_nodes: torch.Tensor) -> torch.Tensor:
+    """Sub-node indices of layer l that belong to the kept nodes."""
+    n_sum, _ = model.width[l]
+    idx = []
+    for j in keep_nodes.tolist():
+        if j < n_sum:
+            idx.append(j)
+        else:
+            m = j - n_sum
+            idx.extend(n_sum + m * model.mult_arity + r for r in range(model.mult_arity))
+    return torch.tensor(idx, dtype=torch.long)
+
+
+@torch.no_grad()
+def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3e-2,
+          prune_inputs: bool = False) -> KAN:
+    """Return a smaller copy of `model` without unimportant nodes and edges.
+
+    Hidden nodes (and with `prune_inputs`, inputs) scoring <= node_th are removed; surviving
+    edges scoring <= edge_th are masked. `input_ids` records which original inputs survive.
+    Outputs always stay.
+    """
+    att = attribution(model, X)
+    L = len(model.layers)
+    keep: list[torch.Tensor] = []
+    for l in range(L + 1):
+        n_nodes = sum(model.width[l])
+        if l == L or (l == 0 and not prune_inputs):
+            keep.append(torch.arange(n_nodes))
+            continue
+        alive = att.node[l] > node_th
+        if l > 0:  # a hidden node with no important incoming edge only carries a constant
+            n_sum, _ = model.width[l]
+            inc = (att.edge[l - 1] > edge_th).any(dim=0)
+            inc_nodes = torch.cat([inc[:n_sum], inc[n_sum:].reshape(-1, model.mult_arity).all(1)])
+            alive &= inc_nodes
+        kept = torch.nonzero(alive.cpu()).flatten()
+        if len(kept) == 0:  # never disconnect the network: keep its most important node
+            kept = att.node[l].argmax().reshape(1).cpu()
+        keep.append(kept)
+
+    width = []
+    for l, kept in enumerate(keep):
+        n_sum = model.width[l][0]
+        width.append((int((kept < n_sum).sum()), int((kept >= n_sum).sum())))
+    new = KAN(width, grid=model.layers[0].grid_size, k=model.k, mult_arity=model.mult_arity,
+              grid_range=model.grid_range, noise_scale=model.noise_scale, seed=model.seed,
+              dtype=model.dtype, device=model.device,
+              input_ids=[model.input_ids[i] for i in keep[0].tolist()])
+    for l, (old_layer, new_layer) in enumerate(zip(model.layers, new.layers)):
+        rows = keep[l].to(model.device)
+        cols = _kept_subnodes(model, l + 1, keep[l + 1]).to(model.device)
+        _copy_edges(old_layer, new_layer, rows, cols)
+        new_layer.mask *= (att.edge[l][rows][:, cols] > edge_th).to(new_layer.mask.dtype)
+    return new
+
+
+def _copy_edges(src, dst, rows: torch.Tensor, cols: torch.Tensor) -> None:
+    """Copy the (rows x cols) block of edges of layer `src` into layer `dst`."""
+    dst.grid = src.grid[rows].clone()
+    dst.grid_size = src.grid_size
+    dst.coef = torch.nn.Parameter(src.coef[rows][:, cols].clone())
+    for name in ("w_base", "w_sp", "sym_params"):
+        getattr(dst, name).data = getattr(src, name)[rows][:, cols].clone()
+    dst.mask = src.mask[rows][:, cols].clone()
+    dst.sym_mask = src.sym_mask[rows][:, cols].clone()
+    r_map = {int(r): a for a, r in enumerate(rows.tolist())}
+    c_map = {int(c): b for b, c in enumerate(cols.tolist())}
+    dst.symbolic = {(r_map[i], c_map[j]): e for (i, j), e in src.symbolic.items()
+                    if i in r_map and j in c_map}

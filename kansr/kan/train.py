@@ -1,0 +1,137 @@
+"""Training a KAN: LBFGS or Adam, sparsity regularisation, grid updates, early stopping."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from .network import KAN
+from .validation import check_xy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class History:
+    """Per-step training record."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    reg: list[float] = field(default_factory=list)
+    best_step: int | None = None
+    stopped_early: bool = False
+    interrupted: bool = False
+
+
+def _make_optimizer(model: KAN, opt: str, lr: float | None) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if opt == "lbfgs":
+        # Tolerances off: we decide when to stop (steps, early stopping), not LBFGS.
+        return torch.optim.LBFGS(params, lr=lr or 1.0, history_size=10,
+                                 line_search_fn="strong_wolfe", tolerance_grad=1e-32,
+                                 tolerance_change=1e-32)
+    if opt == "adam":
+        return torch.optim.Adam(params, lr=lr or 1e-2)
+    raise ValueError(f"opt must be 'lbfgs' or 'adam', got {opt!r}")
+
+
+def fit(
+    model: KAN,
+    X,
+    y,
+    *,
+    steps: int = 100,
+    opt: str = "lbfgs",
+    lr: float | None = None,
+    batch: int | None = None,
+    lamb: float = 0.0,
+    lamb_l1: float = 1.0,
+    lamb_entropy: float = 2.0,
+    reg_samples: int = 512,
+    update_grid: bool = True,
+    grid_update_every: int = 10,
+    stop_grid_update_step: int = 50,
+    grid_eps: float = 0.02,
+    X_val=None,
+    y_val=None,
+    patience: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    min_rows_per_param: float = 0.5,
+) -> History:
+    """Train `model` in place on X (N, n_in), y (N, n_out) with MSE + lamb * sparsity penalty.
+
+    batch=None trains full batch; otherwise mini-batches of that size (one per step).
+    With X_val/y_val the validation loss is tracked, the best state is restored at the end,
+    and `patience` steps without improvement stop training. Ctrl-C stops training cleanly.
+    """
+    opt = opt.lower()
+    dtype, device = model.dtype, model.device
+    X, y = check_xy(X, y, model.n_in, model.n_out, dtype=dtype, device=device)
+    needed = int(min_rows_per_param * model.n_params())
+    if len(X) < max(needed, 2):
+        raise ValueError(f"too few rows: {len(X)} rows for a network with {model.n_params()} "
+                         f"parameters (need at least {needed}); use fewer hidden nodes or a "
+                         "coarser grid, or collect more data")
+    if X_val is not None:
+        X_val, y_val = check_xy(X_val, y_val, model.n_in, model.n_out, dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(seed)
+    history = History()
+    optimizer = _make_optimizer(model, opt, lr)
+    best_val, best_state, since_best = float("inf"), None, 0
+
+    def draw(n: int) -> torch.Tensor | None:
+        return None if n >= len(X) else torch.randperm(len(X), generator=gen)[:n].to(device)
+
+    bar = tqdm(range(steps), disable=not progress, desc="fit", leave=False)
+    try:
+        for step in bar:
+            if update_grid and step % grid_update_every == 0 and step < stop_grid_update_step:
+                model.update_grid(X, grid_eps=grid_eps)
+                optimizer = _make_optimizer(model, opt, lr)  # parameters were replaced
+            idx = draw(batch) if batch else None
+            xb, yb = (X, y) if idx is None else (X[idx], y[idx])
+            ridx = draw(reg_samples)
+            xr = xb if ridx is None else X[ridx]
+            record: dict[str, torch.Tensor] = {}
+
+            def closure() -> torch.Tensor:
+                optimizer.zero_grad()
+                mse = torch.mean((model(xb) - yb) ** 2)
+                reg = model.regularization(xr, lamb_l1, lamb_entropy) if lamb > 0 else mse * 0
+                loss = mse + lamb * reg
+                loss.backward()
+                record["mse"], record["reg"] = mse.detach(), reg.detach()
+                return loss
+
+            optimizer.step(closure)
+            history.train_loss.append(float(record["mse"]))
+            history.reg.append(float(record["reg"]))
+            postfix = {"mse": f"{history.train_loss[-1]:.3e}"}
+            if X_val is not None:
+                with torch.no_grad():
+                    val = float(torch.mean((model(X_val) - y_val) ** 2))
+                history.val_loss.append(val)
+                postfix["val"] = f"{val:.3e}"
+                if val < best_val:
+                    best_val, since_best, history.best_step = val, 0, step
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    since_best += 1
+                    if patience is not None and since_best >= patience:
+                        history.stopped_early = True
+                        break
+            if progress:
+                bar.set_postfix(postfix)
+    except KeyboardInterrupt:
+        history.interrupted = True
+        log.warning("training interrupted at step %d; keeping the best state so far", step)
+    finally:
+        bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return history
