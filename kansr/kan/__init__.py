@@ -2,8 +2,9 @@
 
 from .layer import KANLayer, torch_function
 from .network import KAN, Trace, normalize_width
+from .plot import plot
 from .prune import Attribution, attribution, prune
 from .train import History, fit
 
 __all__ = ["KAN", "KANLayer", "Trace", "History", "Attribution", "fit", "prune", "attribution",
-           "normalize_width", "torch_function"]
+           "normalize_width", "torch_function", "plot"]

@@ -22,17 +22,28 @@ WidthSpec = Sequence[int | Sequence[int]]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _width_entry(entry: object) -> tuple[int, int]:
+    """One width entry -> (n_sum, n_mult), or ValueError naming the entry."""
+    def count(v: object) -> int | None:
+        if isinstance(v, bool) or not hasattr(v, "__index__"):  # ints and numpy ints only
+            return None
+        return int(v.__index__())  # type: ignore[attr-defined]
+
+    pair = (count(entry), 0) if not isinstance(entry, (tuple, list)) else \
+        tuple(count(v) for v in entry)
+    if len(pair) != 2 or None in pair or min(pair) < 0 or sum(pair) == 0:  # type: ignore[operator]
+        raise ValueError(f"bad width entry {entry!r}: use a positive int n or a pair "
+                         "(n_sum, n_mult) of non-negative ints")
+    return pair  # type: ignore[return-value]
+
+
 def normalize_width(width: WidthSpec) -> list[tuple[int, int]]:
     """Turn a width spec into [(n_sum, n_mult), ...] and check it."""
+    if not isinstance(width, (list, tuple)):
+        raise ValueError(f"width must be a list such as [2, 5, 1], got {width!r}")
     if len(width) < 2:
         raise ValueError(f"width needs at least an input and an output layer, got {width!r}")
-    out: list[tuple[int, int]] = []
-    for entry in width:
-        pair = (int(entry), 0) if isinstance(entry, (int,)) or hasattr(entry, "__index__") \
-            else tuple(int(v) for v in entry)
-        if len(pair) != 2 or min(pair) < 0 or sum(pair) == 0:
-            raise ValueError(f"bad width entry {entry!r}: use n or (n_sum, n_mult) with n > 0")
-        out.append(pair)  # type: ignore[arg-type]
+    out = [_width_entry(entry) for entry in width]
     if out[0][1] or out[-1][1]:
         raise ValueError("input and output layers cannot hold product nodes")
     return out
@@ -73,7 +84,10 @@ class KAN(nn.Module):
         self.width = normalize_width(width)
         if mult_arity < 2:
             raise ValueError("mult_arity must be at least 2")
-        dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
+        if isinstance(dtype, str):
+            if dtype not in _DTYPES:
+                raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+            dtype = _DTYPES[dtype]
         self.k, self.mult_arity, self.seed = k, mult_arity, seed
         self.grid_range, self.noise_scale = tuple(grid_range), noise_scale
         self.input_ids = list(range(self.width[0][0])) if input_ids is None else list(input_ids)
@@ -178,20 +192,36 @@ class KAN(nn.Module):
         return self
 
     # ------------------------------------------------------------------ regularisation
-    def regularization(self, x: torch.Tensor, l1: float = 1.0, entropy: float = 2.0,
-                       eps: float = 1e-12) -> torch.Tensor:
-        """KAN-paper sparsity penalty on samples x (keep x small: it forms (B, I, O) per layer).
+    def edge_magnitudes(self, x: torch.Tensor, in_floor: float = 0.1) -> list[torch.Tensor]:
+        """Spread-normalised magnitude of every edge on samples x (B, n_in): [(I_l, O_l)].
 
-        Per layer: l1 * sum of each edge's mean |phi| plus entropy * the entropy of the edge
-        magnitudes across each node's incoming and outgoing edges.
+        |phi_ij| = mean_b |phi_ij(x_bi) - mean phi_ij| / (mean_b |x_bi - mean x_i| + in_floor):
+        the activation's spread relative to its input's spread. Constant offsets cost nothing,
+        and shrinking a node's values while steepening the edges it feeds does not lower the
+        penalty (the floor keeps a nearly constant input from inflating the ratio).
+        """
+        mags, tr = [], self.trace(x)
+        for xin, a in zip(tr.inputs, tr.acts):
+            spread_out = (a - a.mean(dim=0, keepdim=True)).abs().mean(dim=0)  # (I, O)
+            spread_in = (xin - xin.mean(dim=0, keepdim=True)).abs().mean(dim=0)  # (I,)
+            mags.append(spread_out / (spread_in[:, None] + in_floor))
+        return mags
+
+    def regularization(self, x: torch.Tensor, l1: float = 1.0, entropy: float = 2.0,
+                       in_floor: float = 0.1, eps: float = 1e-12) -> torch.Tensor:
+        """KAN-paper sparsity penalty on samples x (B, n_in); a scalar.
+
+        Sum over layers of l1 * |Phi_l|_1 + entropy * S(Phi_l), with |Phi_l|_1 the sum of the
+        edge magnitudes (`edge_magnitudes`) and S the entropy of p_ij = |phi_ij| / |Phi_l|_1 over
+        the whole layer (arXiv 2404.19756, eq. 2.20). The layer-wide entropy rewards routing
+        all of a layer's signal through few edges; a per-node entropy would instead penalise a
+        hidden node that combines two inputs, which is exactly what f(g(x) + h(y)) needs.
+        Keep x small (a few hundred rows): it forms (B, I, O) tensors for every layer.
         """
         total = x.new_zeros(())
-        for a in self.trace(x).acts:
-            mag = a.abs().mean(dim=0)  # (I, O)
-            total = total + l1 * mag.sum()
-            for dim in (0, 1):
-                p = mag / (mag.sum(dim=dim, keepdim=True) + eps)
-                total = total + entropy * -(p * torch.log(p + eps)).sum()
+        for mag in self.edge_magnitudes(x, in_floor):
+            p = mag / (mag.sum() + eps)
+            total = total + l1 * mag.sum() + entropy * -(p * torch.log(p + eps)).sum()
         return total
 
     # ------------------------------------------------------------------ persistence

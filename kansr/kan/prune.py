@@ -67,7 +67,9 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
     edges scoring <= edge_th are masked. `input_ids` records which original inputs survive.
     Outputs always stay.
     """
+    X = X.to(model.device, model.dtype)
     att = attribution(model, X)
+    tr = model.trace(X)
     L = len(model.layers)
     keep: list[torch.Tensor] = []
     for l in range(L + 1):
@@ -79,7 +81,8 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
         if l > 0:  # a hidden node with no important incoming edge only carries a constant
             n_sum, _ = model.width[l]
             inc = (att.edge[l - 1] > edge_th).any(dim=0)
-            inc_nodes = torch.cat([inc[:n_sum], inc[n_sum:].reshape(-1, model.mult_arity).all(1)])
+            # A product is constant only when every factor is: one varying factor keeps it.
+            inc_nodes = torch.cat([inc[:n_sum], inc[n_sum:].reshape(-1, model.mult_arity).any(1)])
             alive &= inc_nodes
         kept = torch.nonzero(alive.cpu()).flatten()
         if len(kept) == 0:  # never disconnect the network: keep its most important node
@@ -98,8 +101,25 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
         rows = keep[l].to(model.device)
         cols = _kept_subnodes(model, l + 1, keep[l + 1]).to(model.device)
         _copy_edges(old_layer, new_layer, rows, cols)
-        new_layer.mask *= (att.edge[l][rows][:, cols] > edge_th).to(new_layer.mask.dtype)
+        keep_edge = _edges_to_keep(model, l, att.edge[l], tr, edge_th)
+        new_layer.mask *= keep_edge[rows][:, cols].to(new_layer.mask.dtype)
     return new
+
+
+def _edges_to_keep(model: KAN, l: int, score: torch.Tensor, tr, edge_th: float) -> torch.Tensor:
+    """Boolean (I_l, O_l): edges of layer l worth keeping.
+
+    Scores measure variation, which is what matters for a sum. A product node's factor also
+    needs its constant part (masking a constant factor would zero the product), so an edge into
+    a product sub-node also stays when its mean |phi| is a visible share of the factor's.
+    """
+    keep = score > edge_th
+    n_sum, _ = model.width[l + 1]
+    if model.width[l + 1][1]:
+        acts, sub = tr.acts[l][:, :, n_sum:], tr.subnodes[l][:, n_sum:]
+        share = acts.abs().mean(dim=0) / (sub.abs().mean(dim=0)[None, :] + 1e-12)
+        keep[:, n_sum:] |= share > edge_th
+    return keep
 
 
 def _copy_edges(src, dst, rows: torch.Tensor, cols: torch.Tensor) -> None:

@@ -6,15 +6,33 @@ import numpy as np
 import torch
 
 
+def _numeric_tensor(name: str, a) -> torch.Tensor:
+    """Tensor view of array-like `a`, or a TypeError naming what is not numeric."""
+    if torch.is_tensor(a):
+        if a.is_complex() or not (a.is_floating_point() or a.dtype != torch.bool):
+            raise TypeError(f"{name} must hold real numbers, got a tensor of dtype {a.dtype}")
+        return a
+    arr = np.asarray(a)
+    if arr.dtype.kind == "O":  # e.g. a list mixing numbers and strings
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as err:
+            msg = f"{name} must be numeric; could not convert it to float ({err})"
+            raise TypeError(msg) from None
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be numeric (int or float), got numpy dtype {arr.dtype}")
+    return torch.as_tensor(arr)
+
+
 def as_2d_float(name: str, a, *, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
-    """Convert array-like to a finite 2-D tensor, naming the problem when it is not."""
-    t = torch.as_tensor(np.asarray(a) if not torch.is_tensor(a) else a)
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16)):
-        raise TypeError(f"{name} must be numeric, got dtype {t.dtype}")
+    """Convert array-like to a finite (N, C) tensor with N >= 1; 1-D input becomes (N, 1)."""
+    t = _numeric_tensor(name, a)
     if t.ndim == 1:
         t = t[:, None]
     if t.ndim != 2:
         raise ValueError(f"{name} must be 2-D (rows, columns), got shape {tuple(t.shape)}")
+    if t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
     t = t.to(dtype=dtype, device=device)
     bad = ~torch.isfinite(t)
     if bad.any():
@@ -33,7 +51,7 @@ def check_xy(X, y, n_in: int, n_out: int, *, dtype: torch.dtype,
     network, or (N, 1) against (N, m), is an error, never a silent broadcast.
     """
     Xt = as_2d_float("X", X, dtype=dtype, device=device)
-    y_arr = y if torch.is_tensor(y) else np.asarray(y)
+    y_arr = _numeric_tensor("y", y)
     if y_arr.ndim == 1 and n_out != 1:
         raise ValueError(f"y has shape {tuple(y_arr.shape)} but the network has {n_out} outputs; "
                          f"pass y with shape (N, {n_out})")
