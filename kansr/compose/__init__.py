@@ -1,0 +1,1 @@
+"""The composition stage: choose edge formulas, compose them, refit and snap constants."""

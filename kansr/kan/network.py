@@ -164,7 +164,7 @@ class KAN(nn.Module):
             inputs.append(x)
             a = layer.edge_activations(x)
             acts.append(a)
-            z = a.sum(dim=1)
+            z = a.sum(dim=1) + layer.bias
             subs.append(z)
             x = self.node_op(z, l + 1)
         return Trace(inputs, acts, subs, x)

@@ -101,25 +101,16 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
         rows = keep[l].to(model.device)
         cols = _kept_subnodes(model, l + 1, keep[l + 1]).to(model.device)
         _copy_edges(old_layer, new_layer, rows, cols)
-        keep_edge = _edges_to_keep(model, l, att.edge[l], tr, edge_th)
+        # Removed edges (masked, or leaving a removed node) hand their mean value to the
+        # sub-node they fed: a sum or a product's factor keeps its constant part, so the
+        # pruned network computes what the original did up to the removed edges' variation.
+        keep_edge = torch.zeros_like(old_layer.mask, dtype=torch.bool)
+        keep_edge[rows] = att.edge[l][rows] > edge_th
         new_layer.mask *= keep_edge[rows][:, cols].to(new_layer.mask.dtype)
+        dropped = (~keep_edge & (old_layer.mask > 0)).to(model.dtype)
+        folded = (tr.acts[l].mean(dim=0) * dropped).sum(dim=0)  # (O_l,)
+        new_layer.bias.data = (old_layer.bias + folded)[cols].clone()
     return new
-
-
-def _edges_to_keep(model: KAN, l: int, score: torch.Tensor, tr, edge_th: float) -> torch.Tensor:
-    """Boolean (I_l, O_l): edges of layer l worth keeping.
-
-    Scores measure variation, which is what matters for a sum. A product node's factor also
-    needs its constant part (masking a constant factor would zero the product), so an edge into
-    a product sub-node also stays when its mean |phi| is a visible share of the factor's.
-    """
-    keep = score > edge_th
-    n_sum, _ = model.width[l + 1]
-    if model.width[l + 1][1]:
-        acts, sub = tr.acts[l][:, :, n_sum:], tr.subnodes[l][:, n_sum:]
-        share = acts.abs().mean(dim=0) / (sub.abs().mean(dim=0)[None, :] + 1e-12)
-        keep[:, n_sum:] |= share > edge_th
-    return keep
 
 
 def _copy_edges(src, dst, rows: torch.Tensor, cols: torch.Tensor) -> None:

@@ -1,0 +1,165 @@
+"""Choose each edge's formula by what it does to the whole network's error.
+
+Edges are visited layer by layer, most important first. For every edge the library's best
+candidates (plus the fallback engine's when no primitive explains the edge) are tried in
+turn: the edge is fixed to c*f(a*x+b)+d in a copy of the network, the rest of the network is
+fine-tuned around it, and the candidate with the best trade-off between the network's error
+and the candidate's complexity is kept. At the end every edge is symbolic and the network's
+symbolic parameters are the formula's constants.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import sympy
+import torch
+
+from ..fallback import FallbackEngine
+from ..graph import EDGE_VAR
+from ..kan import KAN, fit
+from ..match.edge import match_edge
+from ..match.library import Library
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EdgeOption:
+    """A candidate for one edge: the network computes c * f(a * x + b) + d."""
+
+    name: str
+    f: sympy.Expr
+    params: tuple[float, float, float, float]
+    complexity: int
+    edge_r2: float
+    loss: float = math.nan  # whole-network MSE after fixing this option and fine-tuning
+
+    def formula(self, params: tuple[float, float, float, float] | None = None) -> sympy.Expr:
+        """c * f(a * x + b) + d in EDGE_VAR with the given (or own) parameters."""
+        a, b, c, d = (float(p) for p in (params or self.params))
+        inner = sympy.Float(a) * EDGE_VAR + sympy.Float(b)
+        return sympy.Float(c) * self.f.subs(EDGE_VAR, inner) + sympy.Float(d)
+
+
+@dataclass
+class EdgeRecord:
+    """What was tried on one edge and what was kept."""
+
+    layer: int
+    i: int
+    j: int
+    options: list[EdgeOption] = field(default_factory=list)
+    chosen: int = 0
+
+
+def edge_options(x: np.ndarray, y: np.ndarray, library: Library,
+                 fallback: FallbackEngine | None, *, top_k: int = 3,
+                 fallback_below_r2: float = 0.9999) -> list[EdgeOption]:
+    """Library candidates for samples (x, y) of one edge, plus fallback ones when needed."""
+    fits = match_edge(x, y, library, top_k=top_k)
+    opts = [EdgeOption(f.name, f.primitive.expr if f.primitive is not None else sympy.Integer(0),
+                       (f.a, f.b, f.c, f.d), f.complexity, f.r2) for f in fits]
+    if fallback is not None and fits[0].r2 < fallback_below_r2:
+        log.info("edge not explained by the library (best %s, R^2=%.6f): asking %s",
+                 fits[0].name, fits[0].r2, fallback.name)
+        try:
+            cands = fallback.fit(x, y, ["x"])
+        except Exception as exc:  # an engine failure must not lose the library's answer
+            log.warning("fallback engine %s failed on an edge: %s", fallback.name, exc)
+            cands = []
+        best_r2 = max(c.r2 for c in cands) if cands else -math.inf
+        good = [c for c in cands if c.r2 >= min(best_r2, fits[0].r2)]
+        for c in good[:3]:
+            expr = c.expr.subs(sympy.Symbol("x"), EDGE_VAR)
+            opts.append(EdgeOption(f"{fallback.name}:{expr}", expr, (1.0, 0.0, 1.0, 0.0),
+                                   c.complexity, c.r2))
+    return opts
+
+
+def _score(loss: float, var_y: float, complexity: int, weight: float, floor: float) -> float:
+    """log10 of the relative error (floored) plus a complexity price (lower is better)."""
+    return math.log10(max(loss / var_y, floor)) + weight * complexity
+
+
+def _mse(model: KAN, X: torch.Tensor, y: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(torch.mean((model(X) - y) ** 2))
+
+
+def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
+              fallback: FallbackEngine | None = None, *, top_k: int = 3,
+              finetune_steps: int = 10, complexity_weight: float = 0.3,
+              error_floor: float = 1e-12, max_samples: int = 1000,
+              seed: int = 0) -> tuple[KAN, list[EdgeRecord]]:
+    """Fix every live edge of a copy of `model` to its chosen formula.
+
+    X (N, n_in), y (N, n_out) in the network's units. Returns the symbolic network (its
+    `sym_params` hold each edge's a, b, c, d) and a record of the options per edge.
+    """
+    model = copy.deepcopy(model)
+    var_y = float(torch.var(y)) or 1.0
+    gen = torch.Generator().manual_seed(seed)
+    sub = torch.randperm(len(X), generator=gen)[:max_samples]
+    records: list[EdgeRecord] = []
+    for l, layer in enumerate(model.layers):
+        todo = [tuple(e) for e in torch.nonzero(layer.mask > 0).tolist()
+                if tuple(e) not in layer.symbolic]
+        for _ in range(len(todo)):
+            tr = model.trace(X[sub])
+            acts, xin = tr.acts[l].detach(), tr.inputs[l].detach()
+            # most important remaining edge first: its choice shapes what the others see
+            i, j = max((e for e in todo if e not in model.layers[l].symbolic),
+                       key=lambda e: float(acts[:, e[0], e[1]].std()))
+            x_np = xin[:, i].double().cpu().numpy()
+            y_np = acts[:, i, j].double().cpu().numpy()
+            record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library, fallback, top_k=top_k))
+            trials = []
+            for opt in record.options:
+                trial = copy.deepcopy(model)
+                trial.layers[l].fix_edge(i, j, opt.f, opt.params)
+                if finetune_steps:
+                    fit(trial, X, y, steps=finetune_steps, update_grid=False, progress=False,
+                        min_rows_per_param=0)
+                opt.loss = _mse(trial, X, y)
+                if not math.isfinite(opt.loss):
+                    opt.loss = math.inf
+                trials.append(trial)
+            scores = [_score(o.loss, var_y, o.complexity, complexity_weight, error_floor)
+                      for o in record.options]
+            record.chosen = int(np.argmin(scores))
+            model = trials[record.chosen]
+            kept = record.options[record.chosen]
+            log.info("layer %d edge (%d, %d): %s (edge R^2 %.6f, network rel. MSE %.3g)",
+                     l, i, j, kept.name, kept.edge_r2, kept.loss / var_y)
+            if kept.name == "const":
+                log.info("edge (%d, %d) of layer %d carries only a constant: kept as that "
+                         "constant, not dropped", i, j, l)
+            records.append(record)
+    return model, records
+
+
+def annotate_graph(G: nx.DiGraph, model: KAN, records: list[EdgeRecord]) -> nx.DiGraph:
+    """Copy of G whose activation edges carry the chosen formula and the options tried."""
+    G = G.copy()
+    by_edge = {(r.layer, r.i, r.j): r for r in records}
+    for _, _, e in G.edges(data=True):
+        if e["kind"] != "activation":
+            continue
+        layer = model.layers[e["layer"]]
+        r = by_edge.get((e["layer"], e["i"], e["j"]))
+        sym = layer.symbolic.get((e["i"], e["j"]))
+        if r is None or sym is None:
+            continue
+        params = tuple(float(p) for p in layer.sym_params[e["i"], e["j"]].detach().cpu())
+        kept = r.options[r.chosen]
+        e["formula"] = kept.formula(params)
+        e["candidates"] = [{"name": o.name, "complexity": o.complexity, "edge_r2": o.edge_r2,
+                            "network_mse": o.loss, "chosen": k == r.chosen}
+                           for k, o in enumerate(r.options)]
+    return G
