@@ -14,7 +14,8 @@ import sympy
 import torch
 from torch import nn
 
-from .spline import bspline_basis, extend_grid, fit_coefficients, uniform_grid
+from .spline import (SplineTable, basis_table, eval_basis, eval_basis_kib, extend_grid,
+                     fit_coefficients, uniform_grid)
 
 TorchFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -86,14 +87,32 @@ class KANLayer(nn.Module):
         sym[..., 2] = 1.0
         self.sym_params = nn.Parameter(sym)  # (a, b, c, d) per edge
         self.symbolic: dict[tuple[int, int], SymbolicEdge] = {}
+        self._table: tuple | None = None  # (grid tensor, its version, SplineTable)
 
     # ------------------------------------------------------------------ forward
+    def basis(self, x: torch.Tensor) -> torch.Tensor:
+        """B-spline basis of x (B, I) on this layer's grid, (B, I, K)."""
+        return eval_basis(x, self.spline_table())
+
+    def spline_table(self) -> SplineTable:
+        """Lookup table of the current grid, rebuilt when `grid` is reassigned (update_grid,
+        refine, load, prune, .to()) or modified in place (its version counter moves)."""
+        grid, cached = self.grid, self._table
+        try:
+            version = grid._version
+        except RuntimeError:  # inference tensors have no version counter: never trust a cache
+            return basis_table(grid, self.k)
+        if cached is None or cached[0] is not grid or cached[1] != version:
+            cached = self._table = (grid, version, basis_table(grid, self.k))
+        return cached[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, I) -> (B, O): one basis evaluation and one contraction over (I, K)."""
-        basis = bspline_basis(x, self.grid, self.k)  # (B, I, K)
+        basis = eval_basis_kib(x, self.spline_table())  # (K, I, B)
         live = self.mask * (1.0 - self.sym_mask)
         coef = self.coef * (self.w_sp * live).unsqueeze(-1)  # (I, O, K)
-        out = basis.flatten(1) @ coef.permute(0, 2, 1).reshape(-1, self.out_dim)
+        # (K*I, B)^T @ (K*I, O): BLAS reads the transposed basis in place, no copy.
+        out = basis.flatten(0, 1).t() @ coef.permute(2, 0, 1).reshape(-1, self.out_dim)
         out = out + nn.functional.silu(x) @ (self.w_base * live)
         for (i, j), edge in self.symbolic.items():
             out[:, j] = out[:, j] + self.mask[i, j] * self._symbolic_value(x[:, i], i, j, edge)
@@ -105,7 +124,7 @@ class KANLayer(nn.Module):
 
     def edge_activations(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge values phi_ij(x_i), shape (B, I, O); masked edges are zero."""
-        basis = bspline_basis(x, self.grid, self.k)
+        basis = self.basis(x)
         spline = torch.einsum("bik,iok->bio", basis, self.coef)
         acts = self.w_sp * spline + self.w_base * nn.functional.silu(x).unsqueeze(-1)
         acts = acts * (1.0 - self.sym_mask)
@@ -115,7 +134,7 @@ class KANLayer(nn.Module):
 
     def spline_values(self, x: torch.Tensor) -> torch.Tensor:
         """Non-symbolic edge values ignoring masks, (B, I, O): used to refit coefficients."""
-        basis = bspline_basis(x, self.grid, self.k)
+        basis = self.basis(x)
         return torch.einsum("bik,iok->bio", basis, self.coef)
 
     # ------------------------------------------------------------------ grids

@@ -1,0 +1,237 @@
+"""KAN speed: kansr vs pykan 0.2.8 on forward, forward+backward and a 50-step LBFGS fit.
+
+    python benchmarks/kan_speed.py [--repeats N] [--threads T] [--no-pykan] [--pykan-steps S]
+
+Prints a markdown table and writes it to benchmarks/results/kan_speed.md. Times are medians
+over `--repeats` runs (fits: over `--fit-repeats`); the machine is shared, so use the same
+thread count when comparing runs. pykan runs with its defaults and in its `speed()` mode
+(no activation caching, no symbolic branch), from a temporary directory so that it writes
+nothing here.
+
+FLOP floor. Per layer (I inputs, O outputs, G intervals, order k) and B rows, a forward needs
+at least
+    basis:        B * I * (G + 2k) * 3k     (Cox-de Boor: ~3 flops per basis value and level)
+    contraction:  2 * B * I * (G + k) * O   (basis times coefficients)
+                + 2 * B * I * O             (silu base branch)
+and a backward about twice the contraction again (grads of the coefficients and the inputs).
+"achieved fraction" is (flops / time) / peak, with peak the GFLOP/s of a large float32 matmul
+measured here with the same thread count: how close we get to a dense-BLAS-bound layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import io
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import kansr.kan as kk
+
+SHAPES = [([2, 5, 1], 5, 1000), ([4, 16, 16, 1], 5, 3000), ([10, 32, 1], 10, 4096)]
+K_ORDER = 3
+
+
+def make_data(n_in: int, rows: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smooth target on [-1, 1]^n: X (rows, n_in), y (rows, 1)."""
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.rand(rows, n_in, generator=gen) * 2 - 1
+    w = torch.linspace(0.5, 1.5, n_in)
+    y = torch.sin(torch.pi * X[:, :1]) + torch.tanh(X @ w)[:, None]
+    return X, y
+
+
+def flops(width: list[int], grid: int, rows: int, k: int = K_ORDER) -> tuple[float, float]:
+    """(forward, forward + backward) flop estimate, see the module docstring."""
+    fwd = bwd = 0.0
+    for i, o in zip(width[:-1], width[1:]):
+        contraction = 2 * rows * i * (grid + k) * o + 2 * rows * i * o
+        fwd += rows * i * (grid + 2 * k) * 3 * k + contraction
+        bwd += 2 * contraction
+    return fwd, fwd + bwd
+
+
+def peak_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """Best float32 matmul GFLOP/s of an n x n product with the current thread count."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    best = min(timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def median_time(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    return statistics.median(timed(fn) for _ in range(repeats))
+
+
+def count_forwards(model: torch.nn.Module) -> list[int]:
+    """Counter of forward calls (LBFGS evaluations per fit differ between libraries).
+
+    Wraps `model.forward` itself: pykan's fit calls it directly, bypassing module hooks.
+    """
+    calls, forward = [0], model.forward
+
+    def counted(*a, **kw):
+        calls[0] += 1
+        return forward(*a, **kw)
+
+    model.forward = counted
+    return calls
+
+
+def bench_ours(width, grid, X, y, args) -> dict:
+    model = kk.KAN(width, grid=grid, k=K_ORDER, seed=0)
+
+    def fwd():
+        with torch.no_grad():
+            model(X)
+
+    def fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        torch.mean((model(X) - y) ** 2).backward()
+
+    res = {"fwd": median_time(fwd, args.repeats), "fwd_bwd": median_time(fwd_bwd, args.repeats)}
+    # Warm-up fit: the first optimizer step pays one-off import/dispatch costs (~1 s).
+    kk.fit(kk.KAN(width, grid=grid, k=K_ORDER, seed=0), X, y, steps=1, update_grid=False,
+           progress=False)
+    fits, evals = [], 0
+    for _ in range(args.fit_repeats):
+        model = kk.KAN(width, grid=grid, k=K_ORDER, seed=0)
+        calls = count_forwards(model)
+        fits.append(timed(lambda: kk.fit(model, X, y, steps=args.steps, update_grid=False,
+                                         progress=False)))
+        evals = calls[0]
+    res.update(fit=statistics.median(fits), fit_steps=args.steps, evals=evals)
+    return res
+
+
+def bench_pykan(width, grid, X, y, args, fast: bool) -> dict:
+    from kan import KAN as PyKAN  # pykan==0.2.8, the `bench` extra
+
+    dataset = {"train_input": X, "train_label": y, "test_input": X, "test_label": y}
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        os.chdir(tmp)  # pykan likes relative paths (./model, ./video): keep them out of the repo
+        try:
+            def build():
+                # list(): pykan rewrites width entries in place
+                m = PyKAN(width=list(width), grid=grid, k=K_ORDER, seed=0, auto_save=False,
+                          ckpt_path=os.path.join(tmp, "model"), device="cpu")
+                return m.speed() if fast else m
+
+            model = build()
+
+            def fwd():
+                with torch.no_grad():
+                    model(X)
+
+            def fwd_bwd():
+                model.zero_grad(set_to_none=True)
+                torch.mean((model(X) - y) ** 2).backward()
+
+            res = {"fwd": median_time(fwd, args.repeats),
+                   "fwd_bwd": median_time(fwd_bwd, args.repeats)}
+            build().fit(dataset, opt="LBFGS", steps=1, update_grid=False)  # warm-up, as ours
+            fits, evals = [], 0
+            for _ in range(args.fit_repeats):
+                model = build()
+                calls = count_forwards(model)
+                fits.append(timed(lambda: model.fit(dataset, opt="LBFGS", steps=args.pykan_steps,
+                                                    update_grid=False)))
+                evals = calls[0]
+        finally:
+            os.chdir(cwd)
+    # Extrapolate to the same number of steps as ours when fewer were run.
+    res.update(fit=statistics.median(fits) * args.steps / args.pykan_steps,
+               fit_steps=args.pykan_steps, evals=evals)
+    return res
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=20, help="timed runs for fwd and fwd+bwd")
+    ap.add_argument("--fit-repeats", type=int, default=1, help="timed fits per model")
+    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--steps", type=int, default=50, help="LBFGS steps of our fit")
+    ap.add_argument("--pykan-steps", type=int, default=50,
+                    help="LBFGS steps of pykan's fit; fewer are extrapolated per step")
+    ap.add_argument("--no-pykan", action="store_true", help="skip pykan")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "kan_speed.md"))
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    use_pykan = not args.no_pykan
+    if use_pykan:
+        try:
+            import kan  # noqa: F401
+        except ImportError:
+            print("pykan not installed (pip install pykan==0.2.8): skipping it")
+            use_pykan = False
+
+    peak = peak_gflops()
+    rows_out = []
+    for width, grid, n in SHAPES:
+        X, y = make_data(width[0], n)
+        f_fwd, f_fb = flops(width, grid, n)
+        runs = {"kansr": bench_ours(width, grid, X, y, args)}
+        if use_pykan:
+            runs["pykan (default)"] = bench_pykan(width, grid, X, y, args, fast=False)
+            runs["pykan (speed())"] = bench_pykan(width, grid, X, y, args, fast=True)
+        ours = runs["kansr"]
+        for name, r in runs.items():
+            ratio = "" if name == "kansr" else f"{r['fit'] / ours['fit']:.1f}x"
+            fit_note = "" if r["fit_steps"] == args.steps else f" (from {r['fit_steps']})"
+            rows_out.append([
+                f"{width} G={grid} B={n}", name, fmt_ms(r["fwd"]), fmt_ms(r["fwd_bwd"]),
+                f"{r['fit']:.2f}{fit_note}", str(r["evals"]), ratio,
+                f"{f_fwd / r['fwd'] / 1e9 / peak:.1%}", f"{f_fb / r['fwd_bwd'] / 1e9 / peak:.1%}",
+            ])
+            print(" | ".join(rows_out[-1]), flush=True)
+
+    header = ["shape", "impl", "fwd ms", "fwd+bwd ms", f"fit {args.steps} steps s", "fit evals",
+              "fit vs kansr", "fwd % floor", "fwd+bwd % floor"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows_out]
+    info = (f"{dt.datetime.now().isoformat(timespec='seconds')}; {platform.machine()} "
+            f"{platform.processor() or ''} {os.cpu_count()} cores; torch {torch.__version__}; "
+            f"threads {args.threads}; peak matmul {peak:.1f} GFLOP/s; fwd/fwd+bwd medians of "
+            f"{args.repeats}; fit median of {args.fit_repeats}")
+    notes = [
+        "", f"Machine: {info}.", "",
+        "fit: `kansr.kan.fit(model, X, y, steps, update_grid=False, progress=False)` vs pykan "
+        "`fit(dataset, opt='LBFGS', steps, update_grid=False)` (pykan also evaluates a test "
+        "forward per step); '(from S)' = pykan timed on S steps and scaled per step. fit evals = "
+        "model forwards during the fit (LBFGS line searches differ between the two). "
+        "% floor = achieved GFLOP/s of the estimated flops (see the script's docstring) over "
+        "the measured matmul peak.",
+    ]
+    text = "# KAN speed\n\n" + "\n".join(lines + notes) + "\n"
+    print("\n" + text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
