@@ -20,7 +20,7 @@ import pandas as pd
 import sympy
 import torch
 
-from .compose.choose import annotate_graph, symbolize
+from .compose.choose import alternatives, annotate_graph, swap_edge, symbolize
 from .compose.constants import pareto_front, polish_expression, refit_constants, select_best
 from .compose.formula import graph_to_sympy
 from .fallback import get_engine
@@ -151,6 +151,9 @@ class KANSR:
     random_state : seed; same seed, same result. device, dtype : where the network runs.
     max_time : soft budget in seconds; later architectures are skipped once it is spent.
     max_rows : training rows the networks see (a seeded subsample; constants use all rows).
+    n_restarts : initialisations tried per architecture on the coarse grid (best kept).
+    n_alternatives : near-tied edge options per network also composed into whole formulas
+        and compared on the data (the Pareto front holds them all).
     n_threads : torch threads while fitting (small networks run fastest on one thread;
         None leaves torch's setting alone).
     verbose : show progress bars and log each stage.
@@ -162,7 +165,7 @@ class KANSR:
                  fallback: str | None = "auto", top_k: int = 3, complexity_weight: float = 0.3,
                  selection: str = "best", random_state: int = 0, device: str = "cpu",
                  dtype: str = "float64", max_time: float | None = None,
-                 max_rows: int = 3000, n_threads: int | None = 1,
+                 max_rows: int = 3000, n_restarts: int = 3, n_alternatives: int = 2, n_threads: int | None = 1,
                  verbose: bool = False) -> None:
         self.width = width
         self.grid = grid
@@ -182,6 +185,8 @@ class KANSR:
         self.dtype = dtype
         self.max_time = max_time
         self.max_rows = max_rows
+        self.n_restarts = n_restarts
+        self.n_alternatives = n_alternatives
         self.n_threads = n_threads
         self.verbose = verbose
 
@@ -219,7 +224,7 @@ class KANSR:
         t0 = time.perf_counter()
         Xa, ya, names = validate_data(X, y, variable_names)
         self.variable_names_ = names
-        self.symbols_ = [sympy.Symbol(n, real=True) for n in names]
+        self.symbols_ = [sympy.Symbol(n) for n in names]
         self.n_features_in_ = Xa.shape[1]
         rng = np.random.default_rng(self.random_state)
         lo, hi = Xa.min(axis=0), Xa.max(axis=0)
@@ -278,14 +283,28 @@ class KANSR:
 
     def _train(self, arch: Architecture, Xt, yt, Xv, yv) -> tuple[KAN, float]:
         """Sparsify, prune, retrain, refine: returns the network and its validation rel. MSE."""
-        common = dict(progress=self.verbose, X_val=Xv, y_val=yv, seed=self.random_state)
-        model = KAN(arch.width, grid=self.grid, k=self.k, mult_arity=arch.mult_arity,
-                    seed=self.random_state, dtype=self.dtype, device=self.device)
-        if arch.separable:
+        common = dict(progress=self.verbose, X_val=Xv, y_val=yv, seed=self.random_state,
+                      patience=max(self.steps // 5, 5), loss_tol=1e-14)
+
+        def rel_val(m: KAN) -> float:
             with torch.no_grad():
-                first = model.layers[0]
-                first.mask.zero_()
-                first.mask[:, : first.in_dim].fill_diagonal_(1.0)
+                return float(torch.mean((m(Xv) - yv) ** 2) / torch.var(yv))
+
+        # Small KANs can stall in a poor basin from some initialisations: a few short
+        # restarts on the coarse grid, keeping the best, make the result seed-robust.
+        starts = []
+        for r in range(max(self.n_restarts, 1)):
+            model = KAN(arch.width, grid=self.grid, k=self.k, mult_arity=arch.mult_arity,
+                        seed=self.random_state + r, dtype=self.dtype, device=self.device)
+            if arch.separable:
+                with torch.no_grad():
+                    first = model.layers[0]
+                    first.mask.zero_()
+                    first.mask[:, : first.in_dim].fill_diagonal_(1.0)
+            fit(model, Xt, yt, steps=max(self.steps // 2, 1),
+                lamb=self.lamb if arch.sparsify else 0.0, **common)
+            starts.append((rel_val(model), r, model))
+        model = min(starts, key=lambda s: s[:2])[2]
         if arch.sparsify:
             fit(model, Xt, yt, steps=self.steps, lamb=self.lamb, **common)
             model = prune(model, Xt, node_th=self.node_th, edge_th=self.edge_th,
@@ -294,9 +313,7 @@ class KANSR:
         for g in self.refine:
             model.refine(g, Xt)
             fit(model, Xt, yt, steps=self.steps, update_grid=False, **common)
-        with torch.no_grad():
-            val = float(torch.mean((model(Xv) - yv) ** 2) / torch.var(yv))
-        return model, val
+        return model, rel_val(model)
 
     def _symbolic(self, model: KAN, Xt, yt, library, engine, Xa, ya
                   ) -> tuple[nx.DiGraph, list[sympy.Expr]]:
@@ -306,7 +323,20 @@ class KANSR:
         sym_model, records = symbolize(model, Xt, yt, library, engine, top_k=self.top_k,
                                        complexity_weight=self.complexity_weight,
                                        seed=self.random_state)
-        graph = annotate_graph(graph, sym_model, records)
+        variants = [(sym_model, records)] + [
+            swap_edge(sym_model, records, r, k, Xt, yt)
+            for r, k in alternatives(records, limit=self.n_alternatives)]
+        exprs, first_graph = [], None
+        for v_model, v_records in variants:
+            g = annotate_graph(graph, v_model, v_records)
+            first_graph = first_graph or g
+            raw, _ = refit_constants(self._compose(g), self.symbols_, Xa, ya)
+            polished, _ = polish_expression(raw, self.symbols_, Xa, ya)
+            exprs += [raw, polished]
+        return first_graph, exprs
+
+    def _compose(self, graph: nx.DiGraph) -> sympy.Expr:
+        """The graph's formula in the user's variables and units (input/output scaling undone)."""
         inputs = {}
         for node, d in graph.nodes(data=True):
             if d["kind"] == "input":
@@ -314,10 +344,7 @@ class KANSR:
                 sym = self.symbols_[c]
                 inputs[node] = (sym - float(self.x_center_[c])) / float(self.x_scale_[c])
         out = graph_to_sympy(graph, inputs)[("out", 0)]
-        expr = sympy.Float(self.y_scale_) * out + sympy.Float(self.y_center_)
-        raw, _ = refit_constants(expr, self.symbols_, Xa, ya)
-        polished, _ = polish_expression(raw, self.symbols_, Xa, ya)
-        return graph, [raw, polished]
+        return sympy.Float(self.y_scale_) * out + sympy.Float(self.y_center_)
 
     def _near_exact(self, exprs: list[sympy.Expr], Xa, ya, rel_tol: float = 1e-12) -> bool:
         cols = {s.name: Xa[:, i] for i, s in enumerate(self.symbols_)}

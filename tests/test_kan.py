@@ -148,10 +148,9 @@ def test_refine_by_integer_factor_changes_loss_below_1e6(square_inputs):
     assert [layer.grid_size for layer in model.layers] == [20, 20]
 
 
-@pytest.mark.xfail(strict=True, reason="layer.refine: once samples beyond the inner range "
-                   "widened the grid (G=5 -> 12 at refine(10)), refine(20) is no multiple of "
-                   "12 and falls back to a least-squares fit on a uniform grid")
 def test_refine_stays_exact_after_the_grid_was_widened():
+    # samples beyond the inner range widen the grid (5 -> 12 at refine(10)); refine(20) then
+    # still splits every interval (m = round(20 / 12) = 2), so it stays exact
     gen = torch.Generator().manual_seed(0)
     layer = KAN([1, 1], grid=5, seed=0, dtype="float64").layers[0]
     with torch.no_grad():

@@ -21,7 +21,7 @@ import sympy
 import torch
 
 from ..fallback import FallbackEngine
-from ..graph import EDGE_VAR
+from ..graph import EDGE_VAR, set_biases
 from ..kan import KAN, fit
 from ..match.edge import match_edge
 from ..match.library import Library
@@ -94,7 +94,7 @@ def _mse(model: KAN, X: torch.Tensor, y: torch.Tensor) -> float:
 
 def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
               fallback: FallbackEngine | None = None, *, top_k: int = 3,
-              finetune_steps: int = 10, complexity_weight: float = 0.3,
+              finetune_steps: int = 5, complexity_weight: float = 0.3,
               error_floor: float = 1e-12, max_samples: int = 1000,
               seed: int = 0) -> tuple[KAN, list[EdgeRecord]]:
     """Fix every live edge of a copy of `model` to its chosen formula.
@@ -125,7 +125,7 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
                 trial.layers[l].fix_edge(i, j, opt.f, opt.params)
                 if finetune_steps:
                     fit(trial, X, y, steps=finetune_steps, update_grid=False, progress=False,
-                        min_rows_per_param=0)
+                        min_rows_per_param=0, loss_tol=1e-16 * var_y)
                 opt.loss = _mse(trial, X, y)
                 if not math.isfinite(opt.loss):
                     opt.loss = math.inf
@@ -144,9 +144,44 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
     return model, records
 
 
+def alternatives(records: list[EdgeRecord], *, max_ratio: float = 1e3,
+                 limit: int = 3) -> list[tuple[int, int]]:
+    """(record index, option index) pairs worth a whole-formula comparison.
+
+    An option qualifies when its network error was within `max_ratio` of the kept option's:
+    near-ties on the network (tanh vs exp in a tail, say) are settled by refitting whole
+    formulas on the data, where the true law is exact and the look-alike is not. Options
+    simpler than the kept one come first, then the closest in error.
+    """
+    pairs = []
+    for r, rec in enumerate(records):
+        kept = rec.options[rec.chosen]
+        for k, opt in enumerate(rec.options):
+            ratio = opt.loss / max(kept.loss, 1e-300)
+            if k != rec.chosen and opt.name != "const" and ratio <= max_ratio:
+                pairs.append((opt.complexity >= kept.complexity, ratio, r, k))
+    return [(r, k) for *_, r, k in sorted(pairs)[:limit]]
+
+
+def swap_edge(model: KAN, records: list[EdgeRecord], r: int, k: int, X: torch.Tensor,
+              y: torch.Tensor, finetune_steps: int = 5) -> tuple[KAN, list[EdgeRecord]]:
+    """Copy of a symbolic `model` with edge `records[r]` switched to its option k, re-tuned."""
+    model = copy.deepcopy(model)
+    rec = records[r]
+    opt = rec.options[k]
+    model.layers[rec.layer].fix_edge(rec.i, rec.j, opt.f, opt.params)
+    if finetune_steps:
+        fit(model, X, y, steps=finetune_steps, update_grid=False, progress=False,
+            min_rows_per_param=0)
+    new = copy.copy(records)
+    new[r] = EdgeRecord(rec.layer, rec.i, rec.j, rec.options, k)
+    return model, new
+
+
 def annotate_graph(G: nx.DiGraph, model: KAN, records: list[EdgeRecord]) -> nx.DiGraph:
     """Copy of G whose activation edges carry the chosen formula and the options tried."""
     G = G.copy()
+    set_biases(G, model)
     by_edge = {(r.layer, r.i, r.j): r for r in records}
     for _, _, e in G.edges(data=True):
         if e["kind"] != "activation":

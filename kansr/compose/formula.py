@@ -16,7 +16,8 @@ def graph_to_sympy(G: nx.DiGraph, inputs: Mapping[Hashable, sympy.Expr] | None =
 
     `inputs` maps input node ids to the expression standing for them (default: a Symbol
     named after the input's ``name``); pass e.g. ``(x - c) / s`` to undo input scaling.
-    Every activation edge must carry a ``formula`` (sympy, in ``EDGE_VAR``).
+    Every activation edge must carry a ``formula`` (sympy, in ``EDGE_VAR``); sum and output
+    nodes add their ``bias``.
     """
     value: dict[Hashable, sympy.Expr] = {}
     for node in nx.topological_sort(G):
@@ -35,5 +36,5 @@ def graph_to_sympy(G: nx.DiGraph, inputs: Mapping[Hashable, sympy.Expr] | None =
         if data["kind"] == "mult":
             value[node] = sympy.Mul(*terms)
         else:
-            value[node] = sympy.Add(*terms)
+            value[node] = sympy.Add(*terms) + sympy.Float(data.get("bias", 0.0))
     return {n: value[n] for n, d in G.nodes(data=True) if d["kind"] == "output"}

@@ -3,7 +3,8 @@
 Nodes (ids are tuples, attribute ``kind``):
     ("in", i)           input i, attribute ``name`` (the user's variable) and ``column``
                         (its index among the original inputs)
-    ("sum", l, j)       sum node j of layer l (hidden), or sub-node feeding a product node
+    ("sum", l, j)       sum node j of layer l (hidden), or sub-node feeding a product node;
+                        sum nodes and outputs carry ``bias`` (added to their incoming sum)
     ("mult", l, m)      product node m of layer l: multiplies its incoming ``wire`` edges
     ("out", j)          output j
 Edges:
@@ -97,8 +98,18 @@ def network_to_graph(model: KAN, X, variable_names: Sequence[str] | None = None,
                        x=xin[:, i].copy(), y=acts[:, i, s].copy(),
                        importance=float(att.edge[l][i, s]), formula=None, candidates=[],
                        symbolic=(i, s) in layer.symbolic)
+    set_biases(G, model)
     _drop_dead_nodes(G)
     return G
+
+
+def set_biases(G: nx.DiGraph, model: KAN) -> None:
+    """Store each sub-node's bias (constants folded in by pruning) as node attribute ``bias``."""
+    for l, layer in enumerate(model.layers):
+        for s, b in enumerate(layer.bias.detach().cpu().tolist()):
+            node = _subnode_id(model, l + 1, s)
+            if node in G:
+                G.nodes[node]["bias"] = float(b)
 
 
 def _drop_dead_nodes(G: nx.DiGraph) -> None:

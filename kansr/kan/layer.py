@@ -86,6 +86,8 @@ class KANLayer(nn.Module):
         sym[..., 0] = 1.0
         sym[..., 2] = 1.0
         self.sym_params = nn.Parameter(sym)  # (a, b, c, d) per edge
+        # Sub-node bias: where pruning folds the constant part of the edges it removes.
+        self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype))
         self.symbolic: dict[tuple[int, int], SymbolicEdge] = {}
         self._table: tuple | None = None  # (grid tensor, its version, SplineTable)
 
@@ -113,7 +115,7 @@ class KANLayer(nn.Module):
         coef = self.coef * (self.w_sp * live).unsqueeze(-1)  # (I, O, K)
         # (K*I, B)^T @ (K*I, O): BLAS reads the transposed basis in place, no copy.
         out = basis.flatten(0, 1).t() @ coef.permute(2, 0, 1).reshape(-1, self.out_dim)
-        out = out + nn.functional.silu(x) @ (self.w_base * live)
+        out = out + nn.functional.silu(x) @ (self.w_base * live) + self.bias
         for (i, j), edge in self.symbolic.items():
             out[:, j] = out[:, j] + self.mask[i, j] * self._symbolic_value(x[:, i], i, j, edge)
         return out
@@ -180,20 +182,14 @@ class KANLayer(nn.Module):
     def refine(self, new_size: int, x: torch.Tensor) -> None:
         """Coarse to fine: about `new_size` intervals over the current inner range.
 
-        When `new_size` is a multiple of the current size, every old interval is split evenly
-        (knot insertion), so the function is preserved exactly. Samples beyond the inner range
+        Every old interval is split into m = max(1, round(new_size / G)) equal parts (knot
+        insertion), so the function is preserved exactly; the grid gets exactly `new_size`
+        intervals when that is a multiple of the current size. Samples beyond the inner range
         widen it by whole old intervals first (at most k per side, where the old spline still
-        lives), so the grid may end up a few intervals larger. Otherwise a uniform grid on the
-        same range is fitted by least squares (close, not exact).
+        lives), so the grid may end up a few intervals larger.
         """
         k, G = self.k, self.grid_size
-        if new_size % G:
-            inner = self.grid[:, k : k + G + 1]
-            new_inner = inner[:, :1] + (inner[:, -1:] - inner[:, :1]) * torch.linspace(
-                0, 1, new_size + 1, dtype=inner.dtype, device=inner.device)[None, :]
-            self.set_grid(extend_grid(new_inner, k), x)
-            return
-        m = new_size // G
+        m = max(1, round(new_size / G))
         below = (self.grid[:, k : k + 1] - x.T).clamp_min(0).amax(dim=1)  # (I,)
         above = (x.T - self.grid[:, k + G : k + G + 1]).clamp_min(0).amax(dim=1)
         h_lo = self.grid[:, k] - self.grid[:, k - 1]

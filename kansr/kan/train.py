@@ -79,6 +79,7 @@ def fit(
     X_val=None,
     y_val=None,
     patience: int | None = None,
+    loss_tol: float = 0.0,
     seed: int = 0,
     progress: bool = True,
     min_rows_per_param: float = 0.5,
@@ -92,7 +93,8 @@ def fit(
     the result depends on the seed (local minima), so try a few seeds when it matters.
     batch=None trains full batch; otherwise mini-batches of that size (one per step).
     With X_val/y_val the validation loss is tracked, the best state is restored at the end,
-    and `patience` steps without improvement stop training. Ctrl-C stops training cleanly.
+    and `patience` steps without improvement stop training. Training also stops once the
+    training MSE is at most `loss_tol` (nothing left to learn). Ctrl-C stops training cleanly.
     """
     opt = opt.lower()
     dtype, device = model.dtype, model.device
@@ -152,6 +154,8 @@ def fit(
                         break
             if progress:
                 bar.set_postfix(postfix)
+            if history.train_loss[-1] <= loss_tol:
+                break
     except KeyboardInterrupt:
         history.interrupted = True
         log.warning("training interrupted at step %d; keeping the best state so far", step)
