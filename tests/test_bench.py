@@ -28,7 +28,7 @@ from kansr.bench.runner import RunConfig, plan_tasks, read_results, run_benchmar
 SMALL = ["I.6.2a", "II.13.17", "III.17.37"]  # 1 variable; uses I; uses beta
 HEADER = ("Filename,Number,Output,Formula,# variables,"
           + ",".join(f"v{k}_name,v{k}_low,v{k}_high" for k in range(1, 11)))
-FAST = RunConfig(time_limit=0.5, n_rows=400, train_rows=200, slack=1.0, overhead=8.0,
+FAST = RunConfig(time_limit=0.5, n_rows=400, train_rows=200, slack=1.0, overhead=30.0,
                  verify_timeout=5.0)
 
 
