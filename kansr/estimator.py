@@ -31,6 +31,8 @@ from .match.library import load_library
 log = logging.getLogger(__name__)
 
 MIN_ROWS = 10
+# Relative MSE below which a formula reproduces the data to float64 round-off: "exact".
+EXACT_REL_MSE = 1e-24
 
 
 @dataclass
@@ -149,7 +151,8 @@ class KANSR:
     selection : rule picking one formula from the Pareto front ("best", "accuracy",
         "parsimony"; see `kansr.compose.constants.select_best`).
     random_state : seed; same seed, same result. device, dtype : where the network runs.
-    max_time : soft budget in seconds; later architectures are skipped once it is spent.
+    max_time : soft budget in seconds: training stops at half of it (later architectures
+        are skipped), per-edge trials at 80% (edges then take their best library match).
     max_rows : training rows the networks see (a seeded subsample; constants use all rows).
     n_restarts : initialisations tried per architecture on the coarse grid (best kept).
     n_alternatives : near-tied edge options per network also composed into whole formulas
@@ -250,7 +253,7 @@ class KANSR:
             if self.max_time is not None and trained and time.perf_counter() - t0 > self.max_time / 2:
                 log.info("time budget: skipping architecture %s", arch.name)
                 break
-            model, val_mse = self._train(arch, Xt, yt, Xv, yv)
+            model, val_mse = self._train(arch, Xt, yt, Xv, yv, self._deadline(t0, 0.5))
             log.info("architecture %s -> %s, validation rel. MSE %.3g", arch.name, model, val_mse)
             trained.append((val_mse, arch, model))
         trained.sort(key=lambda r: r[0])
@@ -265,7 +268,8 @@ class KANSR:
             if k_arch and val_mse > 100 * trained[0][0] + 1e-10:
                 continue  # far worse networks rarely give a better formula
             try:
-                graph, exprs = self._symbolic(model, Xt, yt, library, engine, Xa, ya)
+                graph, exprs = self._symbolic(model, Xt, yt, library, engine, Xa, ya,
+                                              self._deadline(t0, 0.8))
             except Exception as exc:  # one architecture failing must not lose the others
                 log.warning("symbolic stage failed for %s: %s", arch.name, exc)
                 continue
@@ -281,10 +285,14 @@ class KANSR:
         self.seconds_ = time.perf_counter() - t0
         return self
 
-    def _train(self, arch: Architecture, Xt, yt, Xv, yv) -> tuple[KAN, float]:
+    def _deadline(self, t0: float, share: float) -> float | None:
+        return None if self.max_time is None else t0 + share * self.max_time
+
+    def _train(self, arch: Architecture, Xt, yt, Xv, yv, deadline: float | None = None
+               ) -> tuple[KAN, float]:
         """Sparsify, prune, retrain, refine: returns the network and its validation rel. MSE."""
         common = dict(progress=self.verbose, X_val=Xv, y_val=yv, seed=self.random_state,
-                      patience=max(self.steps // 5, 5), loss_tol=1e-14)
+                      patience=max(self.steps // 5, 5), loss_tol=1e-14, deadline=deadline)
 
         def rel_val(m: KAN) -> float:
             with torch.no_grad():
@@ -315,17 +323,20 @@ class KANSR:
             fit(model, Xt, yt, steps=self.steps, update_grid=False, **common)
         return model, rel_val(model)
 
-    def _symbolic(self, model: KAN, Xt, yt, library, engine, Xa, ya
-                  ) -> tuple[nx.DiGraph, list[sympy.Expr]]:
+    def _symbolic(self, model: KAN, Xt, yt, library, engine, Xa, ya,
+                  deadline: float | None = None) -> tuple[nx.DiGraph, list[sympy.Expr]]:
         """Graph, per-edge choice, composition in original units, constants refit and snapped."""
         names = [self.variable_names_[c] for c in model.input_ids]
         graph = network_to_graph(model, Xt, names, seed=self.random_state)
         sym_model, records = symbolize(model, Xt, yt, library, engine, top_k=self.top_k,
                                        complexity_weight=self.complexity_weight,
-                                       seed=self.random_state)
+                                       seed=self.random_state, deadline=deadline)
+        n_alt = self.n_alternatives
+        if deadline is not None and time.perf_counter() > deadline:
+            n_alt = 0
         variants = [(sym_model, records)] + [
             swap_edge(sym_model, records, r, k, Xt, yt)
-            for r, k in alternatives(records, limit=self.n_alternatives)]
+            for r, k in alternatives(records, limit=n_alt)]
         exprs, first_graph = [], None
         for v_model, v_records in variants:
             g = annotate_graph(graph, v_model, v_records)
@@ -346,7 +357,7 @@ class KANSR:
         out = graph_to_sympy(graph, inputs)[("out", 0)]
         return sympy.Float(self.y_scale_) * out + sympy.Float(self.y_center_)
 
-    def _near_exact(self, exprs: list[sympy.Expr], Xa, ya, rel_tol: float = 1e-12) -> bool:
+    def _near_exact(self, exprs: list[sympy.Expr], Xa, ya, rel_tol: float = 1e-20) -> bool:
         cols = {s.name: Xa[:, i] for i, s in enumerate(self.symbols_)}
         var = float(np.var(ya))
         for e in exprs:
@@ -356,12 +367,15 @@ class KANSR:
         return False
 
     def _front(self, rows: list[tuple[sympy.Expr, str]], Xa, ya) -> pd.DataFrame:
+        """Pareto front of whole formulas. Errors below float64 round-off of y count as
+        equal (exact), so a snapped law is not beaten by a longer one that is 1e-33 better."""
         cols = {s.name: Xa[:, i] for i, s in enumerate(self.symbols_)}
+        floor = EXACT_REL_MSE * float(np.var(ya))
         cands = []
         for expr, _ in rows:
             pred = self._evaluate(expr, cols, len(ya))
             mse = float(np.mean((pred - ya) ** 2)) if np.all(np.isfinite(pred)) else math.inf
-            cands.append((expr, mse))
+            cands.append((expr, max(mse, floor)))
         return pareto_front(cands, y=ya)
 
     # ------------------------------------------------------------------ using the law

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -96,11 +97,13 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
               fallback: FallbackEngine | None = None, *, top_k: int = 3,
               finetune_steps: int = 5, complexity_weight: float = 0.3,
               error_floor: float = 1e-12, max_samples: int = 1000,
-              seed: int = 0) -> tuple[KAN, list[EdgeRecord]]:
+              seed: int = 0, deadline: float | None = None) -> tuple[KAN, list[EdgeRecord]]:
     """Fix every live edge of a copy of `model` to its chosen formula.
 
     X (N, n_in), y (N, n_out) in the network's units. Returns the symbolic network (its
-    `sym_params` hold each edge's a, b, c, d) and a record of the options per edge.
+    `sym_params` hold each edge's a, b, c, d) and a record of the options per edge. Past
+    `deadline` (a `time.perf_counter()` value) edges take the library's top-ranked option
+    without trials, so a time budget still yields a formula.
     """
     model = copy.deepcopy(model)
     var_y = float(torch.var(y)) or 1.0
@@ -119,8 +122,9 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
             x_np = xin[:, i].double().cpu().numpy()
             y_np = acts[:, i, j].double().cpu().numpy()
             record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library, fallback, top_k=top_k))
+            out_of_time = deadline is not None and time.perf_counter() > deadline
             trials = []
-            for opt in record.options:
+            for opt in record.options[:1] if out_of_time else record.options:
                 trial = copy.deepcopy(model)
                 trial.layers[l].fix_edge(i, j, opt.f, opt.params)
                 if finetune_steps:
@@ -131,7 +135,7 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
                     opt.loss = math.inf
                 trials.append(trial)
             scores = [_score(o.loss, var_y, o.complexity, complexity_weight, error_floor)
-                      for o in record.options]
+                      for o in record.options[: len(trials)]]
             record.chosen = int(np.argmin(scores))
             model = trials[record.chosen]
             kept = record.options[record.chosen]

@@ -568,7 +568,10 @@ def prune_terms(
 
 # --------------------------------------------------------------------------- snapping
 
-_SNAP_BASES: tuple[sp.Expr, ...] = (sp.Integer(1), sp.pi, sp.sqrt(2), sp.sqrt(3), sp.E)
+# Physics constants come as pi, 1/pi (1/(4 pi epsilon)), sqrt(2 pi) (Gaussians), ...
+_SNAP_BASES: tuple[sp.Expr, ...] = (sp.Integer(1), sp.pi, 1 / sp.pi, sp.sqrt(2), sp.sqrt(3),
+                                    sp.pi**2, 1 / sp.sqrt(2 * sp.pi), sp.sqrt(2 * sp.pi),
+                                    sp.sqrt(sp.pi), sp.E)
 
 
 def default_snap_candidates(
@@ -576,8 +579,8 @@ def default_snap_candidates(
 ) -> list[sp.Expr]:
     """Simple exact values near ``value``, simplest first; always starts with 0.
 
-    After ``0`` (drop) come ``(p/q) * base`` for base in ``1, pi, sqrt(2),
-    sqrt(3), E`` (in that order), with ``q <= max_denominator``, ``|p| <=
+    After ``0`` (drop) come ``(p/q) * base`` for base in ``1, pi, 1/pi, sqrt(2),
+    sqrt(3), pi**2, 1/sqrt(2 pi), sqrt(2 pi), sqrt(pi), E`` (in that order), with ``q <= max_denominator``, ``|p| <=
     max_numerator`` (any ``p`` for integers), in lowest terms and within
     ``max_rel_dist`` (relative) of ``value``. Sorted by (base, q, |p|): so
     integers, then halves, thirds, ..., then multiples/fractions of pi, ...

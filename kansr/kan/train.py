@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -80,6 +81,7 @@ def fit(
     y_val=None,
     patience: int | None = None,
     loss_tol: float = 0.0,
+    deadline: float | None = None,
     seed: int = 0,
     progress: bool = True,
     min_rows_per_param: float = 0.5,
@@ -94,7 +96,8 @@ def fit(
     batch=None trains full batch; otherwise mini-batches of that size (one per step).
     With X_val/y_val the validation loss is tracked, the best state is restored at the end,
     and `patience` steps without improvement stop training. Training also stops once the
-    training MSE is at most `loss_tol` (nothing left to learn). Ctrl-C stops training cleanly.
+    training MSE is at most `loss_tol` (nothing left to learn), and at `deadline` (a
+    `time.perf_counter()` value). Ctrl-C stops training cleanly.
     """
     opt = opt.lower()
     dtype, device = model.dtype, model.device
@@ -155,6 +158,9 @@ def fit(
             if progress:
                 bar.set_postfix(postfix)
             if history.train_loss[-1] <= loss_tol:
+                break
+            if deadline is not None and time.perf_counter() > deadline:
+                log.info("fit stopped at its deadline after %d steps", step + 1)
                 break
     except KeyboardInterrupt:
         history.interrupted = True
