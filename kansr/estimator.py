@@ -281,6 +281,10 @@ class KANSR:
         if not rows:
             raise RuntimeError("no formula could be composed from the trained networks")
         self.equations_ = self._front(rows, Xa, ya)
+        if self.equations_.empty:
+            raise RuntimeError("no composed formula evaluates to finite values on the data "
+                               "(e.g. a log or sqrt left its domain); the trained network is "
+                               "still in kan_")
         self.best_ = select_best(self.equations_, rule=self.selection)
         self.seconds_ = time.perf_counter() - t0
         return self
