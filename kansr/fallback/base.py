@@ -72,15 +72,27 @@ class FallbackEngine(Protocol):
 
 
 def expr_complexity(expr: sympy.Basic) -> int:
-    """Number of nodes of the sympy expression tree.
+    """Number of nodes of the sympy expression tree, a constant counting as one node.
 
-    Every object visited by :func:`sympy.preorder_traversal` counts as one
-    node: operators (Add, Mul, Pow, functions), symbols and numbers. So
-    ``x`` -> 1, ``2*x`` -> 3 (Mul, 2, x), ``sin(x) + 1`` -> 4. Note that
-    sympy stores ``a - b`` as ``a + (-1)*b`` and ``a/b`` as ``a*b**(-1)``,
-    which is counted as such.
+    Operators (Add, Mul, Pow, functions), symbols and numbers each count one, and so does
+    any whole subtree without free symbols: ``sqrt(2)/(2*sqrt(pi))`` is one constant, as
+    simple as the float 0.3989 it replaces. So ``x`` -> 1, ``2*x`` -> 3 (Mul, 2, x),
+    ``sin(x) + 1`` -> 4. sympy stores ``a - b`` as ``a + (-1)*b`` and ``a/b`` as
+    ``a*b**(-1)``, which is counted as such.
     """
-    return sum(1 for _ in sympy.preorder_traversal(expr))
+    expr = sympy.sympify(expr)
+    if not expr.free_symbols:
+        return 1
+    coeff, rest = (expr.as_coeff_Mul() if isinstance(expr, sympy.Mul)
+                   else (sympy.Integer(1), expr))
+    if coeff != 1 and rest.free_symbols and not isinstance(rest, sympy.Mul):
+        # a product's constant factors (2, sqrt(2), 1/sqrt(pi), ...) form one constant
+        return 2 + expr_complexity(rest)
+    if isinstance(expr, sympy.Mul):
+        consts = [a for a in expr.args if not a.free_symbols]
+        others = [a for a in expr.args if a.free_symbols]
+        return 1 + (1 if consts else 0) + sum(expr_complexity(a) for a in others)
+    return 1 + sum(expr_complexity(a) for a in expr.args)
 
 
 def make_symbols(
