@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 MIN_ROWS = 10
 # Relative MSE below which a formula reproduces the data to float64 round-off: "exact".
 EXACT_REL_MSE = 1e-24
+# Formulas with more free constants than this are not snapped (each snap refits them all).
+MAX_SNAP_CONSTANTS = 24
 
 
 @dataclass
@@ -269,7 +271,7 @@ class KANSR:
                 continue  # far worse networks rarely give a better formula
             try:
                 graph, exprs = self._symbolic(model, Xt, yt, library, engine, Xa, ya,
-                                              self._deadline(t0, 0.8))
+                                              val_mse, self._deadline(t0, 0.8))
             except Exception as exc:  # one architecture failing must not lose the others
                 log.warning("symbolic stage failed for %s: %s", arch.name, exc)
                 continue
@@ -327,7 +329,7 @@ class KANSR:
             fit(model, Xt, yt, steps=self.steps, update_grid=False, **common)
         return model, rel_val(model)
 
-    def _symbolic(self, model: KAN, Xt, yt, library, engine, Xa, ya,
+    def _symbolic(self, model: KAN, Xt, yt, library, engine, Xa, ya, val_mse: float,
                   deadline: float | None = None) -> tuple[nx.DiGraph, list[sympy.Expr]]:
         """Graph, per-edge choice, composition in original units, constants refit and snapped."""
         names = [self.variable_names_[c] for c in model.input_ids]
@@ -345,9 +347,15 @@ class KANSR:
         for v_model, v_records in variants:
             g = annotate_graph(graph, v_model, v_records)
             first_graph = first_graph or g
-            raw, _ = refit_constants(self._compose(g), self.symbols_, Xa, ya)
-            polished, _ = polish_expression(raw, self.symbols_, Xa, ya)
-            exprs += [raw, polished]
+            raw, raw_mse = refit_constants(self._compose(g), self.symbols_, Xa, ya)
+            exprs.append(raw)
+            # Snapping refits once per tried value: only worth it (and only bounded in time)
+            # for a formula about as good as the network, with a modest number of constants.
+            n_consts = sum(1 for a in sympy.preorder_traversal(raw) if isinstance(a, sympy.Float))
+            good = raw_mse <= max(10 * val_mse, EXACT_REL_MSE) * float(np.var(ya))
+            late = deadline is not None and time.perf_counter() > deadline
+            if good and n_consts <= MAX_SNAP_CONSTANTS and not late:
+                exprs.append(polish_expression(raw, self.symbols_, Xa, ya)[0])
         return first_graph, exprs
 
     def _compose(self, graph: nx.DiGraph) -> sympy.Expr:
