@@ -35,6 +35,8 @@ MIN_ROWS = 10
 EXACT_REL_MSE = 1e-24
 # Formulas with more free constants than this are not snapped (each snap refits them all).
 MAX_SNAP_CONSTANTS = 24
+# Formulas with more free constants than this are not refitted either.
+MAX_REFIT_CONSTANTS = 60
 
 
 @dataclass
@@ -347,11 +349,18 @@ class KANSR:
         for v_model, v_records in variants:
             g = annotate_graph(graph, v_model, v_records)
             first_graph = first_graph or g
-            raw, raw_mse = refit_constants(self._compose(g), self.symbols_, Xa, ya)
+            composed = self._compose(g)
+            n_consts = sum(1 for a in sympy.preorder_traversal(composed)
+                           if isinstance(a, sympy.Float))
+            if n_consts > MAX_REFIT_CONSTANTS:
+                # a sprawling network's formula: refitting it (symbolic Jacobian) costs
+                # minutes and it is no law anyway; keep it as composed for the front
+                exprs.append(composed)
+                continue
+            raw, raw_mse = refit_constants(composed, self.symbols_, Xa, ya)
             exprs.append(raw)
             # Snapping refits once per tried value: only worth it (and only bounded in time)
             # for a formula about as good as the network, with a modest number of constants.
-            n_consts = sum(1 for a in sympy.preorder_traversal(raw) if isinstance(a, sympy.Float))
             good = raw_mse <= max(10 * val_mse, EXACT_REL_MSE) * float(np.var(ya))
             late = deadline is not None and time.perf_counter() > deadline
             if good and n_consts <= MAX_SNAP_CONSTANTS and not late:

@@ -121,8 +121,10 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
                        key=lambda e: float(acts[:, e[0], e[1]].std()))
             x_np = xin[:, i].double().cpu().numpy()
             y_np = acts[:, i, j].double().cpu().numpy()
-            record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library, fallback, top_k=top_k))
             out_of_time = deadline is not None and time.perf_counter() > deadline
+            record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library,
+                                                      None if out_of_time else fallback,
+                                                      top_k=top_k))
             trials = []
             for opt in record.options[:1] if out_of_time else record.options:
                 trial = copy.deepcopy(model)
