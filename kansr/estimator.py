@@ -254,10 +254,11 @@ class KANSR:
                  else default_architectures(Xa.shape[1]))
         trained = []
         for arch in archs:
-            if self.max_time is not None and trained and time.perf_counter() - t0 > self.max_time / 2:
+            train_deadline = self._deadline(t0, 0.5)
+            if trained and train_deadline is not None and time.perf_counter() > train_deadline:
                 log.info("time budget: skipping architecture %s", arch.name)
                 break
-            model, val_mse = self._train(arch, Xt, yt, Xv, yv, self._deadline(t0, 0.5))
+            model, val_mse = self._train(arch, Xt, yt, Xv, yv, train_deadline)
             log.info("architecture %s -> %s, validation rel. MSE %.3g", arch.name, model, val_mse)
             trained.append((val_mse, arch, model))
         trained.sort(key=lambda r: r[0])
