@@ -80,9 +80,10 @@ def test_regularization_is_lower_for_a_sparse_layer(square_inputs):
 
 # ---------------------------------------------------------------------------- products
 def test_product_node_fits_xy(square_inputs):
-    # The issue's target is test RMSE < 1e-4; measured here 4.5e-4 (train MSE plateaus near
-    # 1e-7: the product's scale drifts after the last grid update, so the output edge's
-    # spline sees values near its grid's edge). The symbolic stage recovers x*y exactly.
+    # The issue's target is test RMSE < 1e-4. Measured with this recipe for seeds 0-3:
+    # 1.5e-4, 1.1e-3, 1.3e-4, 2.0e-4 (before product factors started as straight lines: 4.5e-4
+    # for seed 0). Training plateaus near MSE 1e-8: the factors' scale is free (g*h = (a g)(h/a)),
+    # which LBFGS handles poorly. The symbolic stage recovers x*y exactly.
     X, Xt = square_inputs(2000, seed=1), square_inputs(1000, seed=2)
     f = lambda a: a[:, :1] * a[:, 1:2]  # noqa: E731
     model = KAN([2, (0, 1), 1], grid=5, seed=0, dtype="float64")
@@ -90,7 +91,17 @@ def test_product_node_fits_xy(square_inputs):
     fit(model, X, f(X), steps=30, update_grid=False, progress=False)
     model.refine(10, X)
     fit(model, X, f(X), steps=30, update_grid=False, progress=False)
-    assert _rmse(model, Xt, f(Xt)) < 1e-3
+    assert _rmse(model, Xt, f(Xt)) < 3e-4
+
+
+def test_product_factors_start_as_straight_lines(square_inputs):
+    X = square_inputs(100)
+    model = KAN([2, (1, 1), 1], grid=5, seed=0, dtype="float64")
+    acts = model.trace(X).acts[0]  # (B, 2, 3): sub-node 0 sums, 1 and 2 are factors
+    for i in range(2):
+        for j in (1, 2):
+            slope = acts[:, i, j] / X[:, i]
+            torch.testing.assert_close(slope, slope[:1].expand_as(slope))
 
 
 def test_mult_arity_three_multiplies_three_subnodes(square_inputs):
@@ -123,6 +134,7 @@ def test_prune_keeps_a_product_nodes_subnodes_together(square_inputs):
         model.layers[1].mask[1, :] = 0.0  # ... and feeds nothing
         model.layers[1].w_sp[2] *= 100.0  # make the product node matter to the output
         model.layers[1].w_base[2] *= 100.0
+        model.layers[0].w_base[:, [0, 2, 4]] = 1.0  # every other edge matters: none is pruned
     for i in range(2):  # one factor of the product is the constant 1: it must survive
         model.layers[0].fix_edge(i, 3, "1", (1.0, 0.0, 0.5, 0.0))
     pruned = prune(model, X)
@@ -142,13 +154,15 @@ def _trained_exp_sin(square_inputs, steps: int = 20) -> tuple[KAN, torch.Tensor,
 
 def test_refine_by_integer_factor_changes_loss_below_1e6(square_inputs):
     model, X, y = _trained_exp_sin(square_inputs)
-    model.update_grid(X)  # every layer's inputs inside its grid: refinement is pure insertion
+    model.update_grid(X)
     for grid in (10, 20):
         before = _mse(model, X, y)
         model.refine(grid, X)
         after = _mse(model, X, y)
         assert abs(after - before) / before < 1e-6, (grid, before, after)
-    assert [layer.grid_size for layer in model.layers] == [20, 20]
+    # The hidden node's samples reach into the extended knots (9 old intervals hold data, more
+    # than the zoom may merge into 5), so its grid widens by whole intervals: 9 -> 18.
+    assert [layer.grid_size for layer in model.layers] == [20, 18]
 
 
 def test_refine_stays_exact_after_the_grid_was_widened():
@@ -168,19 +182,26 @@ def test_refine_stays_exact_after_the_grid_was_widened():
     assert change < 1e-9, change
 
 
-def test_update_grid_changes_loss_by_what_knot_moves_cost(square_inputs):
-    # Moving knots cannot preserve a spline exactly (only knot insertion can). Measured in
-    # float64 here: relative MSE changes [6e-7, 0.15, 1.7e-2, 2.8e-4, 1.0e-2] at steps 0..40 (with
-    # float-level differences in the basis code: [6e-7, 0.15, 0.14, 1.4e-2, 3.5e-3]). Step 0 is
-    # near exact (inputs already fill the initial grid); later the trained hidden node's range and
-    # the quantile knots move, and a spline on moved knots is only a least-squares copy.
+def test_grid_updates_during_fit_change_the_loss_below_1e6(square_inputs):
+    # The zoom keeps every knot the data sees, so each update is exact up to round-off.
     X = square_inputs(400, seed=1)
     model = KAN([2, 1, 1], grid=5, seed=2, dtype="float64")
     hist = fit(model, X, _exp_sin(X), steps=50, progress=False)
     assert [s for s, _, _ in hist.grid_updates] == [0, 10, 20, 30, 40]
     rel = [abs(a - b) / b for _, b, a in hist.grid_updates]
-    assert rel[0] < 1e-6  # inputs already fill the initial grid: knots barely move
-    assert max(rel) < 0.3, rel
+    assert max(rel) < 1e-6, rel
+    assert any(hist.grid_kept)
+
+
+def test_update_grid_zooms_onto_a_narrow_sample_range():
+    layer = KAN([1, 1], grid=5, seed=0, dtype="float64").layers[0]
+    x = torch.linspace(-0.3, 0.2, 200, dtype=torch.float64)[:, None]
+    before = layer(x)
+    changed = layer.update_grid(x)
+    assert changed.tolist() == [True]
+    inner = layer.grid[0, layer.k : layer.k + layer.grid_size + 1]
+    assert inner[0] >= -0.31 and inner[-1] <= 0.21  # all G intervals now hold data
+    assert float((layer(x) - before).abs().max()) < 1e-10
 
 
 def test_update_grid_on_unchanged_data_is_nearly_a_no_op(square_inputs):

@@ -91,6 +91,22 @@ class KANLayer(nn.Module):
         self.symbolic: dict[tuple[int, int], SymbolicEdge] = {}
         self._table: tuple | None = None  # (grid tensor, its version, SplineTable)
 
+    @torch.no_grad()
+    def init_linear(self, cols: list[int], generator: torch.Generator | None = None) -> None:
+        """Start the edges into sub-nodes `cols` as random straight lines w_ij * x (no silu).
+
+        Used for the factors of product nodes: with small curved starting edges a product of
+        factors starts near zero with a near-zero gradient (each factor's gradient is scaled
+        by the others), and training drifts into steep, badly scaled optima.
+        """
+        k, g = self.k, self.grid
+        # Greville abscissae: spline coefficients that reproduce x exactly on the grid.
+        greville = g.unfold(1, k, 1)[:, 1 : 1 + self.coef.shape[-1]].mean(-1)  # (I, K)
+        for j in cols:
+            w = torch.randn(self.in_dim, generator=generator, dtype=g.dtype) / self.in_dim**0.5
+            self.coef[:, j, :] = w.to(g.device)[:, None] * greville
+            self.w_base[:, j] = 0.0
+
     # ------------------------------------------------------------------ forward
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """B-spline basis of x (B, I) on this layer's grid, (B, I, K)."""
@@ -163,20 +179,52 @@ class KANLayer(nn.Module):
         self.coef = nn.Parameter(fit_coefficients(pts, y, self.grid, k))
 
     @torch.no_grad()
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.01) -> None:
-        """Adapt knots to the samples x (B, I): quantiles mixed with a uniform grid."""
-        G = self.grid_size
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02,
+                    margin: float = 0.01) -> torch.Tensor:
+        """Zoom each input's knots onto its samples x (B, I), keeping the function on them exact.
+
+        The new knots of an input are its old knots (extended ones included) strictly inside
+        the samples' hull [lo, hi] (widened by `margin`), plus lo and hi. While that gives fewer
+        than G intervals, the interval holding the most samples is split at its median sample
+        (mixed with its midpoint by `grid_eps`). Every old breakpoint on the data survives, so
+        the old piecewise cubic is still a spline on the new knots: only knots the samples
+        never reach move. An input whose hull already spans more than G old intervals keeps its
+        grid. Returns a bool mask (I,) of the inputs whose grid changed.
+        """
+        k, G = self.k, self.grid_size
+        grid = self.grid.clone()
+        changed = torch.zeros(self.in_dim, dtype=torch.bool)
         xs = torch.sort(x, dim=0).values
-        idx = torch.linspace(0, len(xs) - 1, G + 1, device=x.device).round().long()
-        adaptive = xs[idx].T  # (I, G + 1)
-        lo, hi = xs[0], xs[-1]
-        span = (hi - lo).clamp_min(1e-6)
-        lo, hi = lo - margin * span, hi + margin * span
-        adaptive[:, 0], adaptive[:, -1] = lo, hi
-        uniform = lo[:, None] + (hi - lo)[:, None] * torch.linspace(0, 1, G + 1, dtype=x.dtype,
-                                                                    device=x.device)[None, :]
-        inner = grid_eps * uniform + (1 - grid_eps) * adaptive
-        self.set_grid(extend_grid(inner, self.k), x)
+        for i in range(self.in_dim):
+            col = xs[:, i]
+            lo, hi = float(col[0]), float(col[-1])
+            span = hi - lo
+            if not span > 0:  # constant input: nothing to adapt to
+                continue
+            lo, hi = lo - margin * span, hi + margin * span
+            old = grid[i]
+            knots = [lo] + [float(t) for t in old if lo < float(t) < hi] + [hi]
+            if len(knots) - 1 > G:
+                continue
+            while len(knots) - 1 < G:
+                t = torch.tensor(knots, dtype=col.dtype, device=col.device)
+                counts = torch.searchsorted(col, t).diff()
+                j = int(torch.argmax(counts.double() + 1e-9 * t.diff().double()))
+                inside = col[(col >= knots[j]) & (col <= knots[j + 1])]
+                mid = 0.5 * (knots[j] + knots[j + 1])
+                med = float(inside.median()) if len(inside) else mid
+                cut = grid_eps * mid + (1 - grid_eps) * med
+                if not knots[j] < cut < knots[j + 1]:
+                    cut = mid
+                knots.insert(j + 1, cut)
+            inner = torch.tensor(knots, dtype=grid.dtype, device=grid.device)[None]
+            new = extend_grid(inner, k)[0]
+            if not torch.equal(new, old):
+                grid[i] = new
+                changed[i] = True
+        if changed.any():
+            self.set_grid(grid, x)
+        return changed
 
     @torch.no_grad()
     def refine(self, new_size: int, x: torch.Tensor) -> None:

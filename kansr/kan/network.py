@@ -99,6 +99,9 @@ class KAN(nn.Module):
                      noise_scale, gen, dtype)
             for l in range(len(self.width) - 1)
         )
+        for l, layer in enumerate(self.layers):
+            n_sum, _ = self.width[l + 1]
+            layer.init_linear(list(range(n_sum, layer.out_dim)), gen)  # product factors
         self.to(device)
 
     # ------------------------------------------------------------------ structure
@@ -180,9 +183,21 @@ class KAN(nn.Module):
     # ------------------------------------------------------------------ grids
     @torch.no_grad()
     def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
-        """Adapt every layer's knots to the samples reaching it, preserving the function."""
+        """Zoom every layer's knots onto the samples reaching it, preserving the function on
+        them (see `KANLayer.update_grid`)."""
         for layer, xin in zip(self.layers, self.layer_inputs(x)):
             layer.update_grid(xin, grid_eps=grid_eps)
+
+    def grid_state(self) -> list[tuple[torch.Tensor, torch.Tensor, int]]:
+        """Copies of every layer's (grid, coef, grid_size), for `set_grid_state`."""
+        return [(l.grid.clone(), l.coef.detach().clone(), l.grid_size) for l in self.layers]
+
+    @torch.no_grad()
+    def set_grid_state(self, state: list[tuple[torch.Tensor, torch.Tensor, int]]) -> None:
+        """Restore grids and spline coefficients saved by `grid_state`."""
+        for layer, (grid, coef, size) in zip(self.layers, state):
+            layer.grid, layer.grid_size = grid.clone(), size
+            layer.coef = nn.Parameter(coef.clone())
 
     @torch.no_grad()
     def refine(self, grid: int, x: torch.Tensor) -> "KAN":

@@ -20,14 +20,16 @@ log = logging.getLogger(__name__)
 class History:
     """Per-step training record.
 
-    grid_updates holds (step, mse_before, mse_after) for every grid update `fit` ran: moving
-    knots refits the splines by least squares, which changes the function slightly.
+    grid_updates holds (step, mse_before, mse_after) for every grid update `fit` ran, and
+    grid_kept whether it was kept (False: it moved the MSE by more than `grid_tol` and was
+    undone).
     """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     reg: list[float] = field(default_factory=list)
     grid_updates: list[tuple[int, float, float]] = field(default_factory=list)
+    grid_kept: list[bool] = field(default_factory=list)
     best_step: int | None = None
     stopped_early: bool = False
     interrupted: bool = False
@@ -50,14 +52,24 @@ def _mse(model: KAN, X: torch.Tensor, y: torch.Tensor) -> float:
     return float(torch.mean((model(X) - y) ** 2))
 
 
-def _update_grid(model: KAN, X: torch.Tensor, y: torch.Tensor, step: int,
-                 grid_eps: float) -> tuple[int, float, float]:
-    """Adapt the knots to X and report (step, mse_before, mse_after)."""
+def _update_grid(model: KAN, X: torch.Tensor, y: torch.Tensor, step: int, grid_eps: float,
+                 tol: float) -> tuple[tuple[int, float, float], bool]:
+    """Zoom the knots onto X; ((step, mse_before, mse_after), kept).
+
+    The zoom keeps every breakpoint the data sees, so it preserves the function up to
+    round-off; should the training MSE still move by more than `tol` (relative), the old
+    grids are restored and the update is reported as not kept.
+    """
     before = _mse(model, X, y)
+    saved = model.grid_state()
     model.update_grid(X, grid_eps=grid_eps)
     after = _mse(model, X, y)
+    if abs(after - before) > tol * before:
+        log.debug("grid update at step %d undone: mse %.3e -> %.3e", step, before, after)
+        model.set_grid_state(saved)
+        return (step, before, before), False
     log.debug("grid update at step %d: mse %.3e -> %.3e", step, before, after)
-    return step, before, after
+    return (step, before, after), True
 
 
 def fit(
@@ -77,6 +89,7 @@ def fit(
     grid_update_every: int = 10,
     stop_grid_update_step: int = 50,
     grid_eps: float = 0.02,
+    grid_tol: float = 1e-6,
     X_val=None,
     y_val=None,
     patience: int | None = None,
@@ -93,6 +106,9 @@ def fit(
     fixed subset of `reg_samples` rows, so LBFGS sees a deterministic objective. lamb=0.01 with
     30 LBFGS steps sparsifies a [2, 5, 1] net enough for `prune` with its default thresholds;
     the result depends on the seed (local minima), so try a few seeds when it matters.
+    Grid updates (every `grid_update_every` steps before `stop_grid_update_step`) zoom the
+    knots onto the samples reaching each layer; one that changes the training MSE by more
+    than `grid_tol` (relative) is undone (`History.grid_kept`).
     batch=None trains full batch; otherwise mini-batches of that size (one per step).
     With X_val/y_val the validation loss is tracked, the best state is restored at the end,
     and `patience` steps without improvement stop training. Training also stops once the
@@ -122,7 +138,9 @@ def fit(
     try:
         for step in bar:
             if update_grid and step % grid_update_every == 0 and step < stop_grid_update_step:
-                history.grid_updates.append(_update_grid(model, X, y, step, grid_eps))
+                record_, kept = _update_grid(model, X, y, step, grid_eps, grid_tol)
+                history.grid_updates.append(record_)
+                history.grid_kept.append(kept)
                 optimizer = _make_optimizer(model, opt, lr)  # parameters were replaced
             idx = draw(batch) if batch else None
             xb, yb = (X, y) if idx is None else (X[idx], y[idx])
