@@ -261,7 +261,13 @@ class KANSR:
             model, val_mse = self._train(arch, Xt, yt, Xv, yv, train_deadline)
             log.info("architecture %s -> %s, validation rel. MSE %.3g", arch.name, model, val_mse)
             trained.append((val_mse, arch, model))
-        trained.sort(key=lambda r: r[0])
+        # Simplest shape first among those nearly as accurate as the best (within 10x on
+        # validation): a separable product that fits almost as well as a mixed layer is far
+        # likelier to be the law, and symbolizing it first often ends the search early.
+        best_val = min(r[0] for r in trained)
+        rank = {id(r): k for k, r in enumerate(trained)}
+        trained.sort(key=lambda r: (r[0] > 10 * best_val + 1e-14,
+                                    rank[id(r)] if r[0] <= 10 * best_val + 1e-14 else r[0]))
         self.architectures_ = pd.DataFrame(
             [{"name": a.name, "width": str(m.width), "val_mse": v} for v, a, m in trained])
         self.kan_ = trained[0][2]
@@ -270,7 +276,7 @@ class KANSR:
         for k_arch, (val_mse, arch, model) in enumerate(trained):
             if k_arch and self.max_time is not None and time.perf_counter() - t0 > self.max_time:
                 break
-            if k_arch and val_mse > 100 * trained[0][0] + 1e-10:
+            if k_arch and val_mse > 100 * best_val + 1e-10:
                 continue  # far worse networks rarely give a better formula
             try:
                 graph, exprs = self._symbolic(model, Xt, yt, library, engine, Xa, ya,
@@ -339,7 +345,10 @@ class KANSR:
         graph = network_to_graph(model, Xt, names, seed=self.random_state)
         sym_model, records = symbolize(model, Xt, yt, library, engine, top_k=self.top_k,
                                        complexity_weight=self.complexity_weight,
-                                       seed=self.random_state, deadline=deadline)
+                                       seed=self.random_state, deadline=deadline,
+                                       input_maps=[(float(self.x_center_[c]),
+                                                    float(self.x_scale_[c]))
+                                                   for c in model.input_ids])
         n_alt = self.n_alternatives
         if deadline is not None and time.perf_counter() > deadline:
             n_alt = 0

@@ -24,6 +24,7 @@ import torch
 from ..fallback import FallbackEngine
 from ..graph import EDGE_VAR, set_biases
 from ..kan import KAN, fit
+from ..match.composite import match_composite
 from ..match.edge import match_edge
 from ..match.library import Library
 
@@ -61,12 +62,26 @@ class EdgeRecord:
 
 def edge_options(x: np.ndarray, y: np.ndarray, library: Library,
                  fallback: FallbackEngine | None, *, top_k: int = 3,
-                 fallback_below_r2: float = 0.9999) -> list[EdgeOption]:
-    """Library candidates for samples (x, y) of one edge, plus fallback ones when needed."""
+                 fallback_below_r2: float = 0.9999, compose: bool = True,
+                 x_map: tuple[float, float] = (0.0, 1.0)) -> list[EdgeOption]:
+    """Candidates for samples (x, y) of one edge.
+
+    The library's best; when none explains the edge (R^2 below `fallback_below_r2`), also
+    compositions f(A g(x) + B) of two primitives (`compose`; g acts on m + s * x with
+    (m, s) = `x_map`, the user's units for a first-layer edge) and, if those do not explain
+    it either, the fallback engine's candidates.
+    """
     fits = match_edge(x, y, library, top_k=top_k)
     opts = [EdgeOption(f.name, f.primitive.expr if f.primitive is not None else sympy.Integer(0),
                        (f.a, f.b, f.c, f.d), f.complexity, f.r2) for f in fits]
-    if fallback is not None and fits[0].r2 < fallback_below_r2:
+    best_r2 = fits[0].r2
+    if compose and best_r2 < fallback_below_r2:
+        for f in match_composite(x, y, library, x_map=x_map, top_k=2):
+            if f.r2 > best_r2:
+                opts.append(EdgeOption(f.name, f.primitive.expr, (1.0, 0.0, f.c, f.d),
+                                       f.complexity, f.r2))
+        best_r2 = max(o.edge_r2 for o in opts)
+    if fallback is not None and best_r2 < fallback_below_r2:
         log.info("edge not explained by the library (best %s, R^2=%.6f): asking %s",
                  fits[0].name, fits[0].r2, fallback.name)
         try:
@@ -97,10 +112,14 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
               fallback: FallbackEngine | None = None, *, top_k: int = 3,
               finetune_steps: int = 5, complexity_weight: float = 0.3,
               error_floor: float = 1e-12, max_samples: int = 1000,
-              seed: int = 0, deadline: float | None = None) -> tuple[KAN, list[EdgeRecord]]:
+              seed: int = 0, deadline: float | None = None,
+              input_maps: list[tuple[float, float]] | None = None,
+              ) -> tuple[KAN, list[EdgeRecord]]:
     """Fix every live edge of a copy of `model` to its chosen formula.
 
-    X (N, n_in), y (N, n_out) in the network's units. Returns the symbolic network (its
+    X (N, n_in), y (N, n_out) in the network's units; `input_maps[i]` = (m, s) maps network
+    input i to the user's units (m + s * x), where composed edge candidates apply their
+    inner function. Returns the symbolic network (its
     `sym_params` hold each edge's a, b, c, d) and a record of the options per edge. Past
     `deadline` (a `time.perf_counter()` value) edges take the library's top-ranked option
     without trials, so a time budget still yields a formula.
@@ -122,9 +141,11 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
             x_np = xin[:, i].double().cpu().numpy()
             y_np = acts[:, i, j].double().cpu().numpy()
             out_of_time = deadline is not None and time.perf_counter() > deadline
+            x_map = input_maps[i] if (l == 0 and input_maps) else (0.0, 1.0)
             record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library,
                                                       None if out_of_time else fallback,
-                                                      top_k=top_k))
+                                                      top_k=top_k, x_map=x_map,
+                                                      compose=not out_of_time))
             trials = []
             for opt in record.options[:1] if out_of_time else record.options:
                 trial = copy.deepcopy(model)

@@ -196,7 +196,7 @@ class KANLayer(nn.Module):
         changed = torch.zeros(self.in_dim, dtype=torch.bool)
         xs = torch.sort(x, dim=0).values
         for i in range(self.in_dim):
-            col = xs[:, i]
+            col = xs[:, i].contiguous()
             lo, hi = float(col[0]), float(col[-1])
             span = hi - lo
             if not span > 0:  # constant input: nothing to adapt to
