@@ -274,13 +274,14 @@ class KANSR:
 
         rows = []
         for k_arch, (val_mse, arch, model) in enumerate(trained):
-            if k_arch and self.max_time is not None and time.perf_counter() - t0 > self.max_time:
-                break
+            sym_deadline = self._deadline(t0, 0.8)
+            if k_arch and sym_deadline is not None and time.perf_counter() > sym_deadline:
+                break  # another network's symbolic stage would overrun max_time
             if k_arch and val_mse > 100 * best_val + 1e-10:
                 continue  # far worse networks rarely give a better formula
             try:
                 graph, exprs = self._symbolic(model, Xt, yt, library, engine, Xa, ya,
-                                              val_mse, self._deadline(t0, 0.8))
+                                              val_mse, sym_deadline)
             except Exception as exc:  # one architecture failing must not lose the others
                 log.warning("symbolic stage failed for %s: %s", arch.name, exc)
                 continue

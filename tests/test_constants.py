@@ -209,3 +209,16 @@ def test_expression_complexity_counts_nodes() -> None:
     assert expression_complexity(x) == 1
     assert expression_complexity(2 * x) == 3
     assert expression_complexity(sp.sin(x) + 1) == 4
+
+
+def test_gather_constants_merges_a_factor_hidden_under_a_root():
+    from kansr.compose.constants import gather_constants, polish_expression
+
+    x, y = sp.symbols("x y")
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (200, 2))
+    target = np.hypot(X[:, 0], X[:, 1])
+    expr = 6 * sp.sqrt(sp.Float(1 / 36) * x**2 + sp.Float(1 / 36) * y**2)
+    gathered = gather_constants(expr, [x, y], X, target)
+    assert sp.simplify(gathered - sp.sqrt(x**2 + y**2)) == 0
+    assert polish_expression(expr, [x, y], X, target)[0] == sp.sqrt(x**2 + y**2)

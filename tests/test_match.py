@@ -371,3 +371,35 @@ def test_bad_inputs_raise(x: np.ndarray, y: np.ndarray, message: str) -> None:
 def test_top_k_validation() -> None:
     with pytest.raises(ValueError, match="top_k"):
         match_edge(np.arange(10.0), np.arange(10.0) ** 2, top_k=0)
+
+
+# ---------------------------------------------------------------------------- compositions
+def test_composite_match_finds_sin_of_a_square():
+    from kansr.match.composite import match_composite
+
+    x = np.linspace(-1, 1, 400)
+    y = 0.7 * np.sin(np.pi * x**2) + 0.1
+    assert match_edge(x, y, top_k=1)[0].r2 < 0.99  # no single primitive explains it
+    best = match_composite(x, y)[0]
+    assert best.r2 > 1 - 1e-10
+    assert best.name in {"sin(x^2)", "cos(x^2)"}
+    np.testing.assert_allclose(best.predict(x), y, atol=1e-8)
+
+
+def test_composite_match_applies_the_inner_function_in_the_given_units():
+    from kansr.match.composite import match_composite
+
+    v = np.linspace(1, 2, 300)  # physical units; the edge sees (v - 1.5) / 0.5
+    y = 1 / np.sqrt(1 - v**2 / 9)
+    x = (v - 1.5) / 0.5
+    best = match_composite(x, y, x_map=(1.5, 0.5))[0]
+    assert best.name == "1/sqrt(x^2)" and best.r2 > 1 - 1e-10
+    np.testing.assert_allclose(best.predict(x), y, rtol=1e-8)
+
+
+def test_composite_match_skips_inner_functions_outside_their_domain():
+    from kansr.match.composite import match_composite
+
+    x = np.linspace(-1, 1, 200)  # log, sqrt and 1/x are undefined somewhere here
+    for fit in match_composite(x, np.exp(x) ** 2 + np.sin(3 * x), top_k=20):
+        assert not any(fit.name.endswith(f"({g})") for g in ("log", "sqrt", "1/x", "1/x^2"))

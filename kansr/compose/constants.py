@@ -654,6 +654,33 @@ def snap_constants(
     return _restore(current, kept, [values[q] for q in kept])
 
 
+def _n_floats(expr: sp.Expr) -> int:
+    return sum(1 for a in sp.preorder_traversal(expr) if isinstance(a, sp.Float))
+
+
+def gather_constants(
+    expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike, y: np.ndarray
+) -> sp.Expr:
+    """Pull constant factors out of sums and powers so redundant constants merge.
+
+    ``6*sqrt(0.0278*x**2 + 0.0278*y**2)`` becomes ``1.0*sqrt(x**2 + y**2)``: the rewrite
+    (``factor_terms`` then ``expand_power_base``) is kept only if it leaves fewer Floats and,
+    refitted, fits the data as well as the original (``force=True`` splits powers of
+    products, which is only valid where the bases are positive: the data decide).
+    """
+    try:
+        cand = sp.expand_power_base(sp.factor_terms(expr), force=True)
+    except Exception:  # noqa: BLE001 - a rewrite failing is no reason to fail polishing
+        return expr
+    if _n_floats(cand) >= _n_floats(expr):
+        return expr
+    _, base = refit_constants(expr, symbols, X, y)
+    fitted, mse = refit_constants(cand, symbols, X, y)
+    if math.isfinite(mse) and mse <= base * (1 + 1e-9) + 1e-30 * float(np.var(_target(y))):
+        return fitted
+    return expr
+
+
 def polish_expression(
     expr: sp.Expr,
     symbols: Sequence[sp.Symbol | str],
@@ -664,8 +691,9 @@ def polish_expression(
     floor_rel: float = 1e-12,
     timeout_s: float = 2.0,
 ) -> tuple[sp.Expr, float]:
-    """Convenience chain: clean -> prune -> snap -> simplify -> refit; return (expr, MSE)."""
+    """Convenience chain: clean -> gather -> prune -> snap -> simplify -> refit; (expr, MSE)."""
     out = clean_expression(expr, simplify=False)
+    out = gather_constants(out, symbols, X, y)
     out = prune_terms(out, symbols, X, y, rel_tol, floor_rel=floor_rel)
     out = snap_constants(out, symbols, X, y, rel_tol=rel_tol, floor_rel=floor_rel)
     out = simplify_safely(out, timeout_s)

@@ -6,8 +6,10 @@ Public API::
     Library, Primitive                  # the primitive library
     match_edge(x, y, library, ...)      # ranked list[EdgeFit] for one edge
     fit_primitive(x, y, prim, ...)      # best c*f(a*x+b)+d for one primitive
+    match_composite(x, y, library, ...) # best c*f(A*g(x)+B)+d, two primitives composed
 """
 
+from kansr.match.composite import match_composite
 from kansr.match.edge import EdgeFit, fit_const, fit_primitive, match_edge, rank_fits, score_fit
 from kansr.match.library import Library, LibraryError, Primitive, default_library_path, load_library
 
@@ -20,6 +22,7 @@ __all__ = [
     "fit_const",
     "fit_primitive",
     "load_library",
+    "match_composite",
     "match_edge",
     "rank_fits",
     "score_fit",
