@@ -368,7 +368,12 @@ class KANSR:
                 # minutes and it is no law anyway; keep it as composed for the front
                 exprs.append(composed)
                 continue
-            raw, raw_mse = refit_constants(composed, self.symbols_, Xa, ya)
+            try:
+                raw, raw_mse = refit_constants(composed, self.symbols_, Xa, ya)
+            except Exception as exc:  # one variant failing must not lose the others
+                log.warning("refitting %s failed: %s", composed, exc)
+                exprs.append(composed)
+                continue
             exprs.append(raw)
             # Snapping refits once per tried value: only worth it (and only bounded in time)
             # for a formula about as good as the network, with a modest number of constants.

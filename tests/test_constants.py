@@ -222,3 +222,12 @@ def test_gather_constants_merges_a_factor_hidden_under_a_root():
     gathered = gather_constants(expr, [x, y], X, target)
     assert sp.simplify(gathered - sp.sqrt(x**2 + y**2)) == 0
     assert polish_expression(expr, [x, y], X, target)[0] == sp.sqrt(x**2 + y**2)
+
+
+def test_refit_handles_abs_whose_symbolic_derivative_needs_real_symbols():
+    x = sp.Symbol("x")  # not declared real: d|p x|/dp would contain re/im Derivatives
+    X = np.linspace(-1, 1, 100)[:, None]
+    target = np.abs(2 * X[:, 0] - 0.3)
+    expr, mse = refit_constants(sp.Float(1.1) * sp.Abs(sp.Float(1.9) * x - sp.Float(0.25)),
+                                [x], X, target)
+    assert mse < 1e-20

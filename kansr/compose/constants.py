@@ -189,8 +189,14 @@ def _compile(expr_p: sp.Expr, params: Sequence[sp.Symbol]) -> _Model:
     f = sp.lambdify(args, expr_p, modules="numpy", cse=True)
     jac = None
     if params:
-        derivs = [sp.diff(expr_p, p) for p in params]
-        jac = sp.lambdify(args, derivs, modules="numpy", cse=True)
+        # Differentiate with every symbol declared real: otherwise d|p*x|/dp comes out in
+        # terms of re/im and unevaluated Derivatives, which numpy cannot evaluate.
+        real = {a: sp.Dummy(str(a), real=True) for a in args}
+        back = {v: k for k, v in real.items()}
+        expr_r = expr_p.xreplace(real)
+        derivs = [sp.diff(expr_r, real[p]).xreplace(back) for p in params]
+        if not any(d.has(sp.Derivative, sp.Subs) for d in derivs):
+            jac = sp.lambdify(args, derivs, modules="numpy", cse=True)
     return _Model(expr_p, params, tuple(str(v) for v in variables), f, jac)
 
 
@@ -262,7 +268,7 @@ def _fit(
 
     try:
         sol = least_squares(
-            residuals, theta0, jac=jacobian, method="trf", x_scale="jac",
+            residuals, theta0, jac=jacobian if model.jac is not None else "2-point", method="trf", x_scale="jac",
             ftol=_LSQ_TOL, xtol=_LSQ_TOL, gtol=_LSQ_TOL, max_nfev=max_nfev,
         )
     except (ValueError, np.linalg.LinAlgError) as exc:
