@@ -21,10 +21,12 @@ import sympy
 import torch
 
 from .compose.choose import alternatives, annotate_graph, swap_edge, symbolize
-from .compose.constants import pareto_front, polish_expression, refit_constants, select_best
+from .compose.constants import (clean_expression, gather_constants, pareto_front,
+                              polish_expression, refit_constants, select_best)
 from .compose.formula import graph_to_sympy
 from .fallback import get_engine
 from .graph import network_to_graph
+from .kan.init import additive_fit_error, init_separable_product, product_fit_error
 from .kan import KAN, fit, prune
 from .match.library import load_library
 
@@ -36,6 +38,9 @@ EXACT_REL_MSE = 1e-24
 # Formulas with more free constants than this are not snapped (each snap refits them all).
 MAX_SNAP_CONSTANTS = 24
 # Formulas with more free constants than this are not refitted either.
+POLISH_SHARE = 0.95  # snapping constants stops at this share of max_time
+GOOD_VAL_MSE = 1e-7  # a network this close (relative validation MSE) ends the shape search
+SCREEN_ROWS = 1000  # rows used to compare restarts of one architecture
 MAX_REFIT_CONSTANTS = 60
 
 
@@ -228,7 +233,7 @@ class KANSR:
             torch.set_num_threads(threads)
 
     def _fit(self, X, y, variable_names: Sequence[str] | None) -> "KANSR":
-        t0 = time.perf_counter()
+        t0 = self._t0 = time.perf_counter()
         Xa, ya, names = validate_data(X, y, variable_names)
         self.variable_names_ = names
         self.symbols_ = [sympy.Symbol(n) for n in names]
@@ -249,18 +254,33 @@ class KANSR:
         engine = get_engine(self.fallback, random_state=self.random_state,
                             time_limit=5.0) if self.fallback else None
 
-        archs = ([Architecture("given", list(self.width), sparsify=self.lamb > 0)]
-                 if self.width is not None
-                 else default_architectures(Xa.shape[1]))
+        if self.width is not None:
+            archs = [Architecture("given", list(self.width), sparsify=self.lamb > 0)]
+        else:
+            archs = default_architectures(Xa.shape[1])
+            if Xa.shape[1] >= 2:
+                # Cheap linear probes (milliseconds) decide whether the additive or the
+                # separable-product shape trains first: under a time budget, order matters.
+                probe = {"additive": additive_fit_error(Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS]),
+                         "product": product_fit_error(Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS])}
+                log.info("structure probes (relative MSE): %s", probe)
+                archs.sort(key=lambda a: probe.get(a.name, math.inf))
         trained = []
-        for arch in archs:
-            train_deadline = self._deadline(t0, 0.5)
+        for k_arch, arch in enumerate(archs):
+            # Shapes get halving shares of the training half of max_time (1/2, 1/4, ...,
+            # the last takes what is left; time one finishes early passes on): the first,
+            # most promising shape trains properly, a slow one cannot starve the others.
+            share = 1.0 if k_arch == len(archs) - 1 else 1.0 - 0.5 ** (k_arch + 1)
+            train_deadline = self._deadline(t0, 0.5 * share)
             if trained and train_deadline is not None and time.perf_counter() > train_deadline:
                 log.info("time budget: skipping architecture %s", arch.name)
                 break
             model, val_mse = self._train(arch, Xt, yt, Xv, yv, train_deadline)
             log.info("architecture %s -> %s, validation rel. MSE %.3g", arch.name, model, val_mse)
             trained.append((val_mse, arch, model))
+            if val_mse < GOOD_VAL_MSE:
+                log.info("architecture %s fits to %.3g: later shapes skipped", arch.name, val_mse)
+                break  # the shapes are tried simplest first; this one already fits
         # Simplest shape first among those nearly as accurate as the best (within 10x on
         # validation): a separable product that fits almost as well as a mixed layer is far
         # likelier to be the law, and symbolizing it first often ends the search early.
@@ -317,7 +337,10 @@ class KANSR:
         # Small KANs can stall in a poor basin from some initialisations: a few short
         # restarts on the coarse grid, keeping the best, make the result seed-robust.
         starts = []
-        for r in range(max(self.n_restarts, 1)):
+        # A separable product starts from its alternating-least-squares fit: deterministic,
+        # so one start is enough.
+        n_starts = 1 if arch.separable else max(self.n_restarts, 1)
+        for r in range(n_starts):
             model = KAN(arch.width, grid=self.grid, k=self.k, mult_arity=arch.mult_arity,
                         seed=self.random_state + r, dtype=self.dtype, device=self.device)
             if arch.separable:
@@ -325,7 +348,9 @@ class KANSR:
                     first = model.layers[0]
                     first.mask.zero_()
                     first.mask[:, : first.in_dim].fill_diagonal_(1.0)
-            fit(model, Xt, yt, steps=max(self.steps // 2, 1),
+                init_separable_product(model, Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS])
+            # restarts only screen initialisations: a subsample is enough and much cheaper
+            fit(model, Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS], steps=max(self.steps // 2, 1),
                 lamb=self.lamb if arch.sparsify else 0.0, **common)
             starts.append((rel_val(model), r, model))
         model = min(starts, key=lambda s: s[:2])[2]
@@ -361,6 +386,7 @@ class KANSR:
             g = annotate_graph(graph, v_model, v_records)
             first_graph = first_graph or g
             composed = self._compose(g)
+            log.info("composed: %s", composed)
             n_consts = sum(1 for a in sympy.preorder_traversal(composed)
                            if isinstance(a, sympy.Float))
             if n_consts > MAX_REFIT_CONSTANTS:
@@ -380,7 +406,16 @@ class KANSR:
             good = raw_mse <= max(10 * val_mse, EXACT_REL_MSE) * float(np.var(ya))
             late = deadline is not None and time.perf_counter() > deadline
             if good and n_consts <= MAX_SNAP_CONSTANTS and not late:
-                exprs.append(polish_expression(raw, self.symbols_, Xa, ya)[0])
+                polish_deadline = (None if self.max_time is None
+                                   else self._t0 + POLISH_SHARE * self.max_time)
+                exprs.append(polish_expression(raw, self.symbols_, Xa, ya,
+                                               deadline=polish_deadline)[0])
+            elif good and n_consts <= MAX_SNAP_CONSTANTS:
+                # out of time for snapping: still drop float dust and merge constants
+                exprs.append(gather_constants(clean_expression(raw, simplify=False),
+                                              self.symbols_, Xa, ya))
+            if self._near_exact(exprs[-1:], Xa, ya):
+                break  # exact already: the near-tied variants cannot beat it
         return first_graph, exprs
 
     def _compose(self, graph: nx.DiGraph) -> sympy.Expr:

@@ -128,6 +128,10 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
     var_y = float(torch.var(y)) or 1.0
     gen = torch.Generator().manual_seed(seed)
     sub = torch.randperm(len(X), generator=gen)[:max_samples]
+    # Trials fine-tune and score on the subsample too: the final constants are refitted on
+    # all the data later, and a trial per candidate per edge is the stage's main cost.
+    X, y = X[sub], y[sub]
+    sub = torch.arange(len(X))
     records: list[EdgeRecord] = []
     for l, layer in enumerate(model.layers):
         todo = [tuple(e) for e in torch.nonzero(layer.mask > 0).tolist()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence, Union
@@ -625,8 +626,11 @@ def snap_constants(
     floor_rel: float = 1e-12,
     candidates: CandidateFn = default_snap_candidates,
     max_nfev: int | None = None,
+    deadline: float | None = None,
 ) -> sp.Expr:
     """Snap Floats to simple exact values where the data allows; return the expression.
+
+    Past ``deadline`` (a ``time.perf_counter()`` value) no further snap is tried.
 
     All Floats are refitted first. Then, greedily, the constant closest
     (relatively) to a snap target is taken; its ``candidates(value)`` are tried
@@ -648,6 +652,10 @@ def snap_constants(
         p = min(todo, key=lambda q: _closeness(values[q], candidates))
         done.add(p)
         for c in candidates(values[p]):
+            if deadline is not None and time.perf_counter() > deadline:
+                logger.info("snap_constants: out of time, %d constant(s) left as fitted",
+                            len(todo) - 1)
+                break
             trial = current.xreplace({p: c})
             if any(trial.has(b) for b in _BAD):
                 continue
@@ -696,12 +704,19 @@ def polish_expression(
     rel_tol: float | None = None,
     floor_rel: float = 1e-12,
     timeout_s: float = 2.0,
+    deadline: float | None = None,
 ) -> tuple[sp.Expr, float]:
-    """Convenience chain: clean -> gather -> prune -> snap -> simplify -> refit; (expr, MSE)."""
+    """Convenience chain: clean -> gather -> prune -> snap -> simplify -> refit; (expr, MSE).
+
+    Past ``deadline`` (a ``time.perf_counter()`` value) term pruning is skipped and
+    snapping stops; every step still leaves a valid, refitted expression.
+    """
     out = clean_expression(expr, simplify=False)
     out = gather_constants(out, symbols, X, y)
-    out = prune_terms(out, symbols, X, y, rel_tol, floor_rel=floor_rel)
-    out = snap_constants(out, symbols, X, y, rel_tol=rel_tol, floor_rel=floor_rel)
+    if deadline is None or time.perf_counter() < deadline:
+        out = prune_terms(out, symbols, X, y, rel_tol, floor_rel=floor_rel)
+    out = snap_constants(out, symbols, X, y, rel_tol=rel_tol, floor_rel=floor_rel,
+                         deadline=deadline)
     out = simplify_safely(out, timeout_s)
     return refit_constants(out, symbols, X, y)
 
