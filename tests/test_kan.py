@@ -381,3 +381,43 @@ def test_plot_writes_nothing_without_a_path(square_inputs, tmp_path, monkeypatch
     fig = plot(KAN([2, 1], grid=3), square_inputs(50))
     assert list(tmp_path.iterdir()) == []
     plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- data-driven starts
+def test_als_start_fits_a_separable_product_with_a_sign_change():
+    from kansr.kan.init import init_separable_product
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.rand(1000, 3, generator=gen, dtype=torch.float64) * 2 - 1
+    y = ((X[:, 0] + 2) * (X[:, 1] + 2) * torch.sin(2.5 * (X[:, 2] + 1)))[:, None]
+    model = KAN([3, (0, 1), 1], grid=5, mult_arity=3, dtype="float64")
+    with torch.no_grad():
+        model.layers[0].mask.zero_()
+        model.layers[0].mask.fill_diagonal_(1.0)
+    rel = init_separable_product(model, X, y)
+    assert rel < 1e-5  # only the G=5 splines' approximation error is left
+    assert _mse(model, X, y) / float(y.var()) == pytest.approx(rel, rel=1e-6)
+
+
+def test_structure_probes_tell_sums_from_products(square_inputs):
+    from kansr.kan.init import additive_fit_error, product_fit_error
+
+    X = square_inputs(800, d=3)
+    additive = X[:, 0] + X[:, 1] ** 2 - torch.exp(X[:, 2])
+    product = (X[:, 0] + 1.5) * torch.cos(X[:, 1]) * torch.exp(X[:, 2])
+    assert additive_fit_error(X, additive) < 1e-6 < product_fit_error(X, additive)
+    assert product_fit_error(X, product) < 1e-6 < additive_fit_error(X, product)
+
+
+def test_product_node_started_by_als_fits_xy_below_1e4(square_inputs):
+    from kansr.kan.init import init_separable_product
+
+    X, Xt = square_inputs(2000, seed=1), square_inputs(1000, seed=2)
+    f = lambda a: a[:, :1] * a[:, 1:2]  # noqa: E731
+    model = KAN([2, (0, 1), 1], grid=5, seed=0, dtype="float64")
+    with torch.no_grad():  # one input per factor
+        model.layers[0].mask.zero_()
+        model.layers[0].mask.fill_diagonal_(1.0)
+    init_separable_product(model, X, f(X))
+    fit(model, X, f(X), steps=10, progress=False)
+    assert _rmse(model, Xt, f(Xt)) < 1e-4

@@ -1,5 +1,6 @@
 """The network stage: B-spline KAN with sum and product nodes, training, pruning, plotting."""
 
+from .init import additive_fit_error, init_separable_product, product_fit_error
 from .layer import KANLayer, torch_function
 from .network import KAN, Trace, normalize_width
 from .plot import plot
@@ -7,4 +8,5 @@ from .prune import Attribution, attribution, prune
 from .train import History, fit
 
 __all__ = ["KAN", "KANLayer", "Trace", "History", "Attribution", "fit", "prune", "attribution",
-           "normalize_width", "torch_function", "plot"]
+           "normalize_width", "torch_function", "plot", "init_separable_product",
+           "additive_fit_error", "product_fit_error"]
