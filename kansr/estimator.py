@@ -389,9 +389,11 @@ class KANSR:
             log.info("composed: %s", composed)
             n_consts = sum(1 for a in sympy.preorder_traversal(composed)
                            if isinstance(a, sympy.Float))
-            if n_consts > MAX_REFIT_CONSTANTS:
-                # a sprawling network's formula: refitting it (symbolic Jacobian) costs
-                # minutes and it is no law anyway; keep it as composed for the front
+            if n_consts > MAX_REFIT_CONSTANTS or (
+                    self.max_time is not None
+                    and time.perf_counter() > self._t0 + POLISH_SHARE * self.max_time):
+                # a sprawling network's formula (refitting it with a symbolic Jacobian costs
+                # minutes, and it is no law anyway), or no time left: keep it as composed
                 exprs.append(composed)
                 continue
             try:

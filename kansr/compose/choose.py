@@ -122,7 +122,7 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
     inner function. Returns the symbolic network (its
     `sym_params` hold each edge's a, b, c, d) and a record of the options per edge. Past
     `deadline` (a `time.perf_counter()` value) edges take the library's top-ranked option
-    without trials, so a time budget still yields a formula.
+    without trials or fine-tuning, so a time budget still yields a formula.
     """
     model = copy.deepcopy(model)
     var_y = float(torch.var(y)) or 1.0
@@ -152,9 +152,9 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
                                                       compose=not out_of_time))
             trials = []
             for opt in record.options[:1] if out_of_time else record.options:
-                trial = copy.deepcopy(model)
+                trial = model if out_of_time else copy.deepcopy(model)
                 trial.layers[l].fix_edge(i, j, opt.f, opt.params)
-                if finetune_steps:
+                if finetune_steps and not out_of_time:
                     fit(trial, X, y, steps=finetune_steps, update_grid=False, progress=False,
                         min_rows_per_param=0, loss_tol=1e-16 * var_y)
                 opt.loss = _mse(trial, X, y)
