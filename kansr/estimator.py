@@ -38,10 +38,10 @@ EXACT_REL_MSE = 1e-24
 # Formulas with more free constants than this are not snapped (each snap refits them all).
 MAX_SNAP_CONSTANTS = 24
 # Formulas with more free constants than this are not refitted either.
+MAX_REFIT_CONSTANTS = 60
 POLISH_SHARE = 0.95  # snapping constants stops at this share of max_time
 GOOD_VAL_MSE = 1e-7  # a network this close (relative validation MSE) ends the shape search
 SCREEN_ROWS = 1000  # rows used to compare restarts of one architecture
-MAX_REFIT_CONSTANTS = 60
 
 
 @dataclass
@@ -152,7 +152,10 @@ class KANSR:
     ----------
     width : list or None
         KAN shape, e.g. ``[2, 5, 1]`` or ``[2, (0, 1), 1]`` (``(n_sum, n_mult)`` per layer).
-        None tries a few shapes (additive, separable product, mixed) and keeps the best.
+        None tries a few shapes: additive f(sum g_i(x_i)) and separable product
+        prod g_i(x_i) (in the order two linear probes of the data favour; the product starts
+        from its alternating-least-squares fit), then a mixed sum/product layer that is
+        sparsified and pruned. A shape that fits to 1e-7 (relative) ends the search.
     grid, k : coarse grid intervals and spline order. refine : finer grids to continue on.
     steps : LBFGS steps per training phase. lamb : sparsity weight while sparsifying.
     library : None (default library), a TOML path or a `kansr.match.Library`.
@@ -160,8 +163,9 @@ class KANSR:
     selection : rule picking one formula from the Pareto front ("best", "accuracy",
         "parsimony"; see `kansr.compose.constants.select_best`).
     random_state : seed; same seed, same result. device, dtype : where the network runs.
-    max_time : soft budget in seconds: training stops at half of it (later architectures
-        are skipped), per-edge trials at 80% (edges then take their best library match).
+    max_time : soft budget in seconds: training stops at half of it (the shapes get 1/2,
+        1/4, ... of that half; later ones are skipped), per-edge trials at 80% (edges then
+        take their best library match untuned), snapping constants at 95%.
     max_rows : training rows the networks see (a seeded subsample; constants use all rows).
     n_restarts : initialisations tried per architecture on the coarse grid (best kept).
     n_alternatives : near-tied edge options per network also composed into whole formulas
