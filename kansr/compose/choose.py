@@ -144,10 +144,13 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
                        key=lambda e: float(acts[:, e[0], e[1]].std()))
             x_np = xin[:, i].double().cpu().numpy()
             y_np = acts[:, i, j].double().cpu().numpy()
-            out_of_time = deadline is not None and time.perf_counter() > deadline
+            left = math.inf if deadline is None else deadline - time.perf_counter()
+            out_of_time = left <= 0
+            # the engine's own limit is soft (an in-process search stops between
+            # generations; slower on a loaded machine): only start it with time to spare
+            engine = fallback if left > 2 * (getattr(fallback, "time_limit", None) or 0.0) else None
             x_map = input_maps[i] if (l == 0 and input_maps) else (0.0, 1.0)
-            record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library,
-                                                      None if out_of_time else fallback,
+            record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library, engine,
                                                       top_k=top_k, x_map=x_map,
                                                       compose=not out_of_time))
             trials = []
