@@ -30,6 +30,10 @@ from ..match.library import Library
 
 log = logging.getLogger(__name__)
 
+# A trained spline edge matches its true primitive only to about this (1 - R^2): x^2 with a
+# huge offset or tan near a pole fit a straight line "better" below it. Ties go to simplicity.
+EDGE_FLOOR = 1e-7
+
 
 @dataclass
 class EdgeOption:
@@ -63,15 +67,17 @@ class EdgeRecord:
 def edge_options(x: np.ndarray, y: np.ndarray, library: Library,
                  fallback: FallbackEngine | None, *, top_k: int = 3,
                  fallback_below_r2: float = 0.9999, compose: bool = True,
-                 x_map: tuple[float, float] = (0.0, 1.0)) -> list[EdgeOption]:
+                 x_map: tuple[float, float] = (0.0, 1.0),
+                 err_floor: float = 1e-10) -> list[EdgeOption]:
     """Candidates for samples (x, y) of one edge.
 
     The library's best; when none explains the edge (R^2 below `fallback_below_r2`), also
     compositions f(A g(x) + B) of two primitives (`compose`; g acts on m + s * x with
     (m, s) = `x_map`, the user's units for a first-layer edge) and, if those do not explain
-    it either, the fallback engine's candidates.
+    it either, the fallback engine's candidates. Unexplained variance below `err_floor`
+    counts as zero when ranking (the edge is a spline: it is only so exact).
     """
-    fits = match_edge(x, y, library, top_k=top_k)
+    fits = match_edge(x, y, library, top_k=top_k, err_floor=err_floor)
     opts = [EdgeOption(f.name, f.primitive.expr if f.primitive is not None else sympy.Integer(0),
                        (f.a, f.b, f.c, f.d), f.complexity, f.r2) for f in fits]
     best_r2 = fits[0].r2
@@ -122,7 +128,8 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
     inner function. Returns the symbolic network (its
     `sym_params` hold each edge's a, b, c, d) and a record of the options per edge. Past
     `deadline` (a `time.perf_counter()` value) edges take the library's top-ranked option
-    without trials or fine-tuning, so a time budget still yields a formula.
+    without trials or fine-tuning, so a time budget still yields a formula. Errors below
+    `error_floor` or the network's own relative error count as equal: complexity decides.
     """
     model = copy.deepcopy(model)
     var_y = float(torch.var(y)) or 1.0
@@ -132,6 +139,9 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
     # all the data later, and a trial per candidate per edge is the stage's main cost.
     X, y = X[sub], y[sub]
     sub = torch.arange(len(X))
+    # Candidates cannot be told apart below the network's own error: a tan near its pole
+    # or a sin at a tiny argument mimics 1/x or x to that level. Below it, simplicity rules.
+    floor = max(error_floor, _mse(model, X, y) / var_y)
     records: list[EdgeRecord] = []
     for l, layer in enumerate(model.layers):
         todo = [tuple(e) for e in torch.nonzero(layer.mask > 0).tolist()
@@ -152,7 +162,8 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
             x_map = input_maps[i] if (l == 0 and input_maps) else (0.0, 1.0)
             record = EdgeRecord(l, i, j, edge_options(x_np, y_np, library, engine,
                                                       top_k=top_k, x_map=x_map,
-                                                      compose=not out_of_time))
+                                                      compose=not out_of_time,
+                                                      err_floor=max(EDGE_FLOOR, floor)))
             trials = []
             for opt in record.options[:1] if out_of_time else record.options:
                 trial = model if out_of_time else copy.deepcopy(model)
@@ -164,7 +175,7 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
                 if not math.isfinite(opt.loss):
                     opt.loss = math.inf
                 trials.append(trial)
-            scores = [_score(o.loss, var_y, o.complexity, complexity_weight, error_floor)
+            scores = [_score(o.loss, var_y, o.complexity, complexity_weight, floor)
                       for o in record.options[: len(trials)]]
             record.chosen = int(np.argmin(scores))
             model = trials[record.chosen]
