@@ -117,7 +117,7 @@ def _mse(model: KAN, X: torch.Tensor, y: torch.Tensor) -> float:
 def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
               fallback: FallbackEngine | None = None, *, top_k: int = 3,
               finetune_steps: int = 5, complexity_weight: float = 0.3,
-              error_floor: float = 1e-12, max_samples: int = 1000,
+              error_floor: float = 1e-10, max_samples: int = 1000,
               seed: int = 0, deadline: float | None = None,
               input_maps: list[tuple[float, float]] | None = None,
               ) -> tuple[KAN, list[EdgeRecord]]:
