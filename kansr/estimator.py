@@ -289,9 +289,9 @@ class KANSR:
         # validation): a separable product that fits almost as well as a mixed layer is far
         # likelier to be the law, and symbolizing it first often ends the search early.
         best_val = min(r[0] for r in trained)
-        rank = {id(r): k for k, r in enumerate(trained)}
-        trained.sort(key=lambda r: (r[0] > 10 * best_val + 1e-14,
-                                    rank[id(r)] if r[0] <= 10 * best_val + 1e-14 else r[0]))
+        near = lambda r: r[0] <= 10 * best_val + 1e-14  # noqa: E731
+        # stable sort: near-best shapes keep their (simplest-first) order, the rest by error
+        trained.sort(key=lambda r: (not near(r), 0.0 if near(r) else r[0]))
         self.architectures_ = pd.DataFrame(
             [{"name": a.name, "width": str(m.width), "val_mse": v} for v, a, m in trained])
         self.kan_ = trained[0][2]

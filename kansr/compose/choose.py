@@ -138,7 +138,6 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
     # Trials fine-tune and score on the subsample too: the final constants are refitted on
     # all the data later, and a trial per candidate per edge is the stage's main cost.
     X, y = X[sub], y[sub]
-    sub = torch.arange(len(X))
     # Candidates cannot be told apart below the network's own error: a tan near its pole
     # or a sin at a tiny argument mimics 1/x or x to that level. Below it, simplicity rules.
     floor = max(error_floor, _mse(model, X, y) / var_y)
@@ -147,7 +146,7 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
         todo = [tuple(e) for e in torch.nonzero(layer.mask > 0).tolist()
                 if tuple(e) not in layer.symbolic]
         for _ in range(len(todo)):
-            tr = model.trace(X[sub])
+            tr = model.trace(X)
             acts, xin = tr.acts[l].detach(), tr.inputs[l].detach()
             # most important remaining edge first: its choice shapes what the others see
             i, j = max((e for e in todo if e not in model.layers[l].symbolic),

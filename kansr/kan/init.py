@@ -13,12 +13,7 @@ from __future__ import annotations
 import torch
 
 from .network import KAN
-from .spline import bspline_basis, extend_grid
-
-
-def _greville(grid: torch.Tensor, k: int, n_coef: int) -> torch.Tensor:
-    """Spline coefficients (I, K) that reproduce the identity x on `grid` (I, G + 2k + 1)."""
-    return grid.unfold(1, k, 1)[:, 1 : 1 + n_coef].mean(-1)
+from .spline import bspline_basis, extend_grid, greville
 
 
 @torch.no_grad()
@@ -39,8 +34,7 @@ def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
     Xd, yd = X.to(dtype), y.to(dtype).reshape(-1)
     basis = bspline_basis(Xd, first.grid.to(dtype), first.k)  # (B, n, K)
     K = basis.shape[-1]
-    coef = _greville(first.grid.to(dtype), first.k, K).clone()  # start: g_i(x) = x + 2
-    coef += 2.0
+    coef = greville(first.grid.to(dtype), first.k) + 2.0  # start: g_i(x) = x + 2
     factors = torch.einsum("bik,ik->bi", basis, coef)
     var = float(yd.var()) or 1.0
     eye = torch.eye(K + 1, dtype=dtype)
@@ -77,7 +71,7 @@ def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
     G = last.grid_size
     inner = torch.linspace(lo - pad, hi + pad, G + 1, dtype=dtype)[None]
     last.grid = extend_grid(inner, last.k).to(last.grid)
-    line = _greville(last.grid.to(dtype), last.k, last.coef.shape[-1])[0]
+    line = greville(last.grid.to(dtype), last.k)[0]
     last.coef.zero_()
     last.coef[0, 0] = (a * line + b).to(mdt)
     last.w_base.zero_()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .spline import (SplineTable, basis_table, eval_basis, eval_basis_kib, extend_grid,
-                     fit_coefficients, uniform_grid)
+                     fit_coefficients, greville, uniform_grid)
 
 TorchFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -100,11 +100,10 @@ class KANLayer(nn.Module):
         by the others), and training drifts into steep, badly scaled optima.
         """
         k, g = self.k, self.grid
-        # Greville abscissae: spline coefficients that reproduce x exactly on the grid.
-        greville = g.unfold(1, k, 1)[:, 1 : 1 + self.coef.shape[-1]].mean(-1)  # (I, K)
+        line = greville(g, k)  # (I, K): coefficients of the identity x
         for j in cols:
             w = torch.randn(self.in_dim, generator=generator, dtype=g.dtype) / self.in_dim**0.5
-            self.coef[:, j, :] = w.to(g.device)[:, None] * greville
+            self.coef[:, j, :] = w.to(g.device)[:, None] * line
             self.w_base[:, j] = 0.0
 
     # ------------------------------------------------------------------ forward

@@ -40,6 +40,13 @@ def extend_grid(inner: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat([left, inner, right], dim=1)
 
 
+def greville(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """Greville abscissae (I, G + k) of a grid (I, G + 2k + 1): the spline coefficients that
+    reproduce the identity x exactly (so a * greville + b gives the line a x + b)."""
+    n_coef = grid.shape[1] - k - 1
+    return grid.unfold(1, k, 1)[:, 1 : 1 + n_coef].mean(-1)
+
+
 class SplineTable(NamedTuple):
     """Per-grid constants for `eval_basis`, built once per grid by `basis_table`.
 
