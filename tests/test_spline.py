@@ -6,6 +6,7 @@ import torch
 from scipy.interpolate import BSpline
 
 from kansr.kan import KANLayer
+from kansr.kan import spline
 from kansr.kan.spline import bspline_basis, extend_grid, uniform_grid
 
 
@@ -113,3 +114,33 @@ def test_layer_forward_matches_edge_sum():
     if hasattr(layer, "bias"):  # sub-node bias (pruning folds constants into it)
         expected = expected + layer.bias
     torch.testing.assert_close(layer(x), expected, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_large_batches_pick_the_same_intervals(dtype):
+    """From 16,384 samples on, intervals are found by counting knots; they must agree with
+    searchsorted exactly, knots and points beyond the grid included."""
+    grid = random_grid(4, 10, 3, dtype, seed=5)
+    x = torch.cat([samples(grid, 6000, seed=4), grid.T.repeat(20, 1)])
+    assert x.numel() >= spline._COMPARE_MIN_SAMPLES
+    xt = x.t().contiguous()
+    torch.testing.assert_close(spline._interval(xt, grid),
+                               torch.searchsorted(grid, xt, right=True), atol=0, rtol=0)
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(bspline_basis(x, grid, 3), cox_de_boor(x, grid, 3), atol=tol,
+                               rtol=0)
+
+
+def test_layer_reuses_the_basis_of_an_unchanged_input_only():
+    """Full-batch training reuses the first layer's basis; changing X in place must not."""
+    torch.manual_seed(0)
+    layer = KANLayer(2, 3, grid_size=5, k=3)
+    x = torch.rand(200, 2) * 2 - 1
+    first = layer(x)
+    assert layer._basis_kib(x) is layer._basis_kib(x)  # cached while x is unchanged
+    with torch.no_grad():
+        x.mul_(0.5)  # in place: the version counter moves
+    torch.testing.assert_close(layer(x), layer(x.clone()), atol=0, rtol=0)
+    assert not torch.equal(layer(x), first)
+    layer.grid = uniform_grid(2, 5, 3, -2.0, 2.0)
+    torch.testing.assert_close(layer(x), layer(x.clone()), atol=0, rtol=0)

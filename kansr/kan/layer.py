@@ -7,6 +7,7 @@ symbolic function c * f(a * x + b) + d whose four parameters stay trainable.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -90,6 +91,7 @@ class KANLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype))
         self.symbolic: dict[tuple[int, int], SymbolicEdge] = {}
         self._table: tuple | None = None  # (grid tensor, its version, SplineTable)
+        self._basis_cache: tuple | None = None  # (weakref to x, its version, table, basis)
 
     @torch.no_grad()
     def init_linear(self, cols: list[int], generator: torch.Generator | None = None) -> None:
@@ -123,9 +125,28 @@ class KANLayer(nn.Module):
             cached = self._table = (grid, version, basis_table(grid, self.k))
         return cached[2]
 
+    def _basis_kib(self, x: torch.Tensor) -> torch.Tensor:
+        """Basis (K, I, B) of x, reused while x and the grid are unchanged.
+
+        Full-batch training feeds the same X to the first layer at every LBFGS evaluation;
+        its basis depends only on X and the grid, so it is computed once per fit (and per grid
+        update). Only inputs that need no gradient are cached, and only with grad mode on
+        (training), so inference on large batches keeps nothing alive.
+        """
+        table = self.spline_table()
+        if x.requires_grad or not torch.is_grad_enabled() or x.is_inference():
+            return eval_basis_kib(x, table)
+        cached = self._basis_cache
+        if cached is not None and cached[0]() is x and cached[1] == x._version \
+                and cached[2] is table:
+            return cached[3]
+        basis = eval_basis_kib(x, table)
+        self._basis_cache = (weakref.ref(x), x._version, table, basis)
+        return basis
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, I) -> (B, O): one basis evaluation and one contraction over (I, K)."""
-        basis = eval_basis_kib(x, self.spline_table())  # (K, I, B)
+        basis = self._basis_kib(x)  # (K, I, B)
         live = self.mask * (1.0 - self.sym_mask)
         coef = self.coef * (self.w_sp * live).unsqueeze(-1)  # (I, O, K)
         # (K*I, B)^T @ (K*I, O): BLAS reads the transposed basis in place, no copy.
@@ -264,6 +285,11 @@ class KANLayer(nn.Module):
         self.symbolic.pop((i, j), None)
         with torch.no_grad():
             self.sym_mask[i, j] = 0.0
+
+    def __getstate__(self) -> dict:
+        # Caches are derived data (and hold a weakref, which cannot be pickled): drop them.
+        state = super().__getstate__()
+        return {**state, "_table": None, "_basis_cache": None}
 
     def get_extra_state(self) -> dict:  # saved by state_dict()
         symbolic = {f"{i},{j}": e.expr for (i, j), e in self.symbolic.items()}

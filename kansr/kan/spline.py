@@ -61,6 +61,7 @@ class SplineTable(NamedTuple):
     rows: torch.Tensor  # (3 + (k + 1)^2, I * (n + 1))
     pos: torch.Tensor  # (k + 1, I * (n + 1)) int64
     offset: torch.Tensor  # (I, 1) int64: first column of each input
+    shift: torch.Tensor  # (k + 1, 1) int64: r - k - 1, so pos = clamp(column - offset + shift)
     k: int
 
 
@@ -128,7 +129,26 @@ def basis_table(grid: torch.Tensor, k: int, dtype: torch.dtype | None = None) ->
     offset = torch.arange(0, n_in * (n + 1), n + 1, device=g.device)[:, None]
     return SplineTable(grid.detach().to(dtype).contiguous(),
                        rows.reshape(-1, rows.shape[-1]).t().contiguous(),
-                       pos.repeat(n_in, 1).t().contiguous(), offset, k)
+                       pos.repeat(n_in, 1).t().contiguous(), offset,
+                       torch.arange(-k - 1, 0, device=g.device)[:, None], k)
+
+
+# Up to this many knots per input, and from this many samples on (below it the per-op
+# overhead of the loop dominates), counting knots <= x by comparisons beats searchsorted on
+# CPU: 0.6 ms vs 1.4 ms for 16 inputs x 3,000 rows and 12 knots.
+_COMPARE_MAX_KNOTS = 20
+_COMPARE_MIN_SAMPLES = 16384
+
+
+def _interval(xt: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Number of knots <= x per sample (searchsorted right=True), xt (I, B) -> int64 (I, B)."""
+    n = grid.shape[1]
+    if n > _COMPARE_MAX_KNOTS or xt.numel() < _COMPARE_MIN_SAMPLES or xt.is_cuda:
+        return torch.searchsorted(grid, xt, right=True)
+    count = (xt >= grid[:, :1]).to(torch.uint8)
+    for q in range(1, n):
+        count.add_(xt >= grid[:, q : q + 1])
+    return count.long()
 
 
 def eval_basis_kib(x: torch.Tensor, table: SplineTable) -> torch.Tensor:
@@ -144,13 +164,15 @@ def eval_basis_kib(x: torch.Tensor, table: SplineTable) -> torch.Tensor:
     n_in, n = grid.shape
     xt = x.t().contiguous()  # (I, B)
     # Interval per sample: 0 left of the grid, n right of it (both zero table columns).
-    idx = torch.searchsorted(grid, xt.detach(), right=True).add_(table.offset).view(-1)
+    local = _interval(xt.detach(), grid)
+    idx = (local + table.offset).view(-1)
     row = rows.index_select(1, idx)  # (3 + s*s, I*B)
     u = torch.addcmul(row[2], xt.view(-1) - row[0], row[1])
     vals = row[3 + k * s :]  # Horner over the degree: k fused multiply-adds on (k+1, I*B)
     for d in range(k - 1, -1, -1):
         vals = torch.addcmul(row[3 + d * s : 3 + (d + 1) * s], vals, u)
-    cols = table.pos.index_select(1, idx)
+    # Basis index of alive function r: interval - 1 - k + r (clamped; dead rows are zero).
+    cols = (local.view(1, -1) + table.shift).clamp_(0, n - k - 2)
     out = x.new_zeros(n - k - 1, vals.shape[1]).scatter_add_(0, cols, vals)  # in place: no clone
     return out.view(n - k - 1, n_in, x.shape[0])
 
