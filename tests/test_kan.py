@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from kansr.kan import KAN, attribution, fit, normalize_width, plot, prune
+from kansr.kan import (KAN, attribution, fit, normalize_width, plot, prune, remove_node,
+                       shrink)
 
 
 @pytest.fixture(autouse=True)
@@ -41,20 +42,38 @@ def _widths(model: KAN) -> list:
 
 # ---------------------------------------------------------------------------- sparsity
 @pytest.mark.slow
-def test_sparsity_prunes_exp_sin_to_one_hidden_node_then_refines_below_1e3(square_inputs):
+@pytest.mark.parametrize("seed", [0, 2, 4])
+def test_sparsity_prunes_exp_sin_to_one_hidden_node_then_refines_below_1e3(square_inputs, seed):
     X, Xt = square_inputs(1000, seed=1), square_inputs(1000, seed=2)
     y, yt = _exp_sin(X), _exp_sin(Xt)
-    # Sparsification is seed dependent (as in the KAN papers): with these defaults seeds 1 and 3
-    # reach [2, 1, 1]; seeds 0 and 2 stop at two hidden nodes (one x-only correction node).
-    model = KAN([2, 5, 1], grid=5, seed=1, dtype="float64")
+    # Thresholded pruning alone is seed dependent (as in the KAN papers): these seeds stop at
+    # two or three hidden nodes; `shrink` removes the helper nodes by loss (measured: seeds
+    # 0-9 all end as [2, 1, 1] below RMSE 1e-3, against 2 of 10 with prune alone).
+    model = KAN([2, 5, 1], grid=5, seed=seed, dtype="float64")
     fit(model, X, y, steps=30, lamb=0.01, progress=False)
     model = prune(model, X)
-    assert _widths(model) == [2, 1, 1]
+    assert _widths(model) != [2, 1, 1]  # so that this test exercises shrink
     fit(model, X, y, steps=30, progress=False)
+    model = shrink(model, X, y)
+    assert _widths(model) == [2, 1, 1]
     for grid in (10, 20):
         model.refine(grid, X)
         fit(model, X, y, steps=30, progress=False)
     assert _rmse(model, Xt, yt) < 1e-3
+
+
+def test_shrink_keeps_a_node_the_law_needs(square_inputs):
+    # x*y is no function of one sum g(x) + h(y): a [2, 2, 1] sum network needs both nodes.
+    X = square_inputs(500)
+    y = X[:, :1] * X[:, 1:]
+    model = KAN([2, 2, 1], grid=5, seed=0, dtype="float64")
+    fit(model, X, y, steps=50, progress=False)
+    assert _mse(model, X, y) < 1e-5
+    one = remove_node(model, X, 1, 0)
+    assert _widths(one) == [2, 1, 1] and one.input_ids == model.input_ids
+    assert _widths(shrink(model, X, y)) == [2, 2, 1]
+    with pytest.raises(ValueError, match="hidden layer"):
+        remove_node(model, X, 0, 0)
 
 
 def test_edge_magnitude_ignores_constant_offsets(square_inputs):

@@ -4,9 +4,9 @@ from .init import additive_fit_error, init_separable_product, product_fit_error
 from .layer import KANLayer, torch_function
 from .network import KAN, Trace, normalize_width
 from .plot import plot
-from .prune import Attribution, attribution, prune
+from .prune import Attribution, attribution, prune, remove_node, shrink
 from .train import History, fit
 
 __all__ = ["KAN", "KANLayer", "Trace", "History", "Attribution", "fit", "prune", "attribution",
-           "normalize_width", "torch_function", "plot", "init_separable_product",
-           "additive_fit_error", "product_fit_error"]
+           "remove_node", "shrink", "normalize_width", "torch_function", "plot",
+           "init_separable_product", "additive_fit_error", "product_fit_error"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
 
 from .network import KAN
+from .train import fit
+from .validation import check_xy
 
 
 @dataclass
@@ -69,7 +72,6 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
     """
     X = X.to(model.device, model.dtype)
     att = attribution(model, X)
-    tr = model.trace(X)
     L = len(model.layers)
     keep: list[torch.Tensor] = []
     for l in range(L + 1):
@@ -88,7 +90,31 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
         if len(kept) == 0:  # never disconnect the network: keep its most important node
             kept = att.node[l].argmax().reshape(1).cpu()
         keep.append(kept)
+    return _rebuild(model, X, att, keep, edge_th)
 
+
+@torch.no_grad()
+def remove_node(model: KAN, X: torch.Tensor, layer: int, node: int) -> KAN:
+    """A copy of `model` without hidden node `node` of layer `layer` (1 <= layer < depth).
+
+    Its outgoing edges hand their mean value on X to the sub-nodes they fed, as in `prune`.
+    """
+    if not 0 < layer < len(model.layers):
+        raise ValueError(f"layer must be a hidden layer (1..{len(model.layers) - 1}), got {layer}")
+    n_nodes = sum(model.width[layer])
+    if not 0 <= node < n_nodes or n_nodes == 1:
+        raise ValueError(f"cannot remove node {node} of hidden layer {layer} ({n_nodes} nodes)")
+    X = X.to(model.device, model.dtype)
+    keep = [torch.arange(sum(w)) for w in model.width]
+    keep[layer] = keep[layer][keep[layer] != node]
+    return _rebuild(model, X, attribution(model, X), keep, edge_th=-1.0)
+
+
+def _rebuild(model: KAN, X: torch.Tensor, att: Attribution, keep: list[torch.Tensor],
+             edge_th: float) -> KAN:
+    """The network restricted to the nodes `keep[l]` of every layer, edges scoring <= edge_th
+    masked; removed edges fold their mean on X into the bias of the sub-node they fed."""
+    tr = model.trace(X)
     width = []
     for l, kept in enumerate(keep):
         n_sum = model.width[l][0]
@@ -111,6 +137,46 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
         folded = (tr.acts[l].mean(dim=0) * dropped).sum(dim=0)  # (O_l,)
         new_layer.bias.data = (old_layer.bias + folded)[cols].clone()
     return new
+
+
+def shrink(model: KAN, X, y, *, X_val=None, y_val=None, tol: float = 10.0, steps: int = 20,
+           max_trials: int = 3, deadline: float | None = None, seed: int = 0) -> KAN:
+    """Greedy, loss-guided node removal, for after thresholded pruning.
+
+    Sparsity training plus `prune` leaves, depending on the seed, helper nodes carrying a few
+    percent of the output that another node could carry. Each round removes, one at a time,
+    each of the `max_trials` least important hidden nodes (by attribution), retrains every
+    candidate `steps` LBFGS steps and keeps the best one if its loss (validation if given)
+    is within `tol` times the best loss seen so far; a coarse grid fits a single node worse
+    than two, so tol allows for that, and measuring against the best loss keeps removals
+    from compounding. Stops when no candidate qualifies, or at `deadline` (a
+    `time.perf_counter()` value). Returns the smallest accepted network.
+    """
+    X, y = check_xy(X, y, model.n_in, model.n_out, dtype=model.dtype, device=model.device)
+    Xs, ys = (X, y) if X_val is None else check_xy(X_val, y_val, model.n_in, model.n_out,
+                                                   dtype=model.dtype, device=model.device)
+
+    def loss(m: KAN) -> float:
+        with torch.no_grad():
+            return float(torch.mean((m(Xs) - ys) ** 2))
+
+    # A loss at round-off level (relative to the target's variance) counts as exact.
+    floor = float(torch.var(ys)) * 64 * torch.finfo(model.dtype).eps
+    best = loss(model)
+    while deadline is None or time.perf_counter() < deadline:
+        att = attribution(model, X)
+        candidates = sorted((float(score), l, j) for l in range(1, len(model.layers))
+                            if sum(model.width[l]) > 1 for j, score in enumerate(att.node[l]))
+        trials = []
+        for _, l, j in candidates[:max_trials]:
+            trial = remove_node(model, X, l, j)
+            fit(trial, X, y, steps=steps, seed=seed, progress=False, deadline=deadline)
+            trials.append((loss(trial), len(trials), trial))
+        if not trials or min(trials)[0] > max(tol * best, floor):
+            return model
+        trial_loss, _, model = min(trials)
+        best = min(best, trial_loss)
+    return model
 
 
 def _copy_edges(src, dst, rows: torch.Tensor, cols: torch.Tensor) -> None:
