@@ -22,7 +22,8 @@ import torch
 
 from .compose.choose import alternatives, annotate_graph, swap_edge, symbolize
 from .compose.constants import (clean_expression, gather_constants, pareto_front,
-                              polish_expression, refit_constants, select_best)
+                              polish_expression, refit_constants, refit_deadline,
+                              select_best)
 from .compose.formula import graph_to_sympy
 from .fallback import get_engine
 from .graph import network_to_graph
@@ -386,42 +387,44 @@ class KANSR:
             swap_edge(sym_model, records, r, k, Xt, yt)
             for r, k in alternatives(records, limit=n_alt)]
         exprs, first_graph = [], None
-        for v_model, v_records in variants:
-            g = annotate_graph(graph, v_model, v_records)
-            first_graph = first_graph or g
-            composed = self._compose(g)
-            log.info("composed: %s", composed)
-            n_consts = sum(1 for a in sympy.preorder_traversal(composed)
-                           if isinstance(a, sympy.Float))
-            if n_consts > MAX_REFIT_CONSTANTS or (
-                    self.max_time is not None
-                    and time.perf_counter() > self._t0 + POLISH_SHARE * self.max_time):
-                # a sprawling network's formula (refitting it with a symbolic Jacobian costs
-                # minutes, and it is no law anyway), or no time left: keep it as composed
-                exprs.append(composed)
-                continue
-            try:
-                raw, raw_mse = refit_constants(composed, self.symbols_, Xa, ya)
-            except Exception as exc:  # one variant failing must not lose the others
-                log.warning("refitting %s failed: %s", composed, exc)
-                exprs.append(composed)
-                continue
-            exprs.append(raw)
-            # Snapping refits once per tried value: only worth it (and only bounded in time)
-            # for a formula about as good as the network, with a modest number of constants.
-            good = raw_mse <= max(10 * val_mse, EXACT_REL_MSE) * float(np.var(ya))
-            late = deadline is not None and time.perf_counter() > deadline
-            if good and n_consts <= MAX_SNAP_CONSTANTS and not late:
-                polish_deadline = (None if self.max_time is None
-                                   else self._t0 + POLISH_SHARE * self.max_time)
-                exprs.append(polish_expression(raw, self.symbols_, Xa, ya,
-                                               deadline=polish_deadline)[0])
-            elif good and n_consts <= MAX_SNAP_CONSTANTS:
-                # out of time for snapping: still drop float dust and merge constants
-                exprs.append(gather_constants(clean_expression(raw, simplify=False),
-                                              self.symbols_, Xa, ya))
-            if self._near_exact(exprs[-1:], Xa, ya):
-                break  # exact already: the near-tied variants cannot beat it
+        polish_deadline = (None if self.max_time is None
+                           else self._t0 + POLISH_SHARE * self.max_time)
+        # Refits keep their best parameters so far once the polishing deadline passes: a
+        # formula with many constants can otherwise take minutes on 10,000 rows.
+        with refit_deadline(polish_deadline):
+            for v_model, v_records in variants:
+                g = annotate_graph(graph, v_model, v_records)
+                first_graph = first_graph or g
+                composed = self._compose(g)
+                log.info("composed: %s", composed)
+                n_consts = sum(1 for a in sympy.preorder_traversal(composed)
+                               if isinstance(a, sympy.Float))
+                if n_consts > MAX_REFIT_CONSTANTS or (
+                        polish_deadline is not None and time.perf_counter() > polish_deadline):
+                    # a sprawling network's formula (refitting it with a symbolic Jacobian
+                    # costs minutes, and it is no law anyway), or no time left: keep it as is
+                    exprs.append(composed)
+                    continue
+                try:
+                    raw, raw_mse = refit_constants(composed, self.symbols_, Xa, ya)
+                except Exception as exc:  # one variant failing must not lose the others
+                    log.warning("refitting %s failed: %s", composed, exc)
+                    exprs.append(composed)
+                    continue
+                exprs.append(raw)
+                # Snapping refits once per tried value: only worth it (and only bounded in
+                # time) for a formula about as good as the network, with few constants.
+                good = raw_mse <= max(10 * val_mse, EXACT_REL_MSE) * float(np.var(ya))
+                late = deadline is not None and time.perf_counter() > deadline
+                if good and n_consts <= MAX_SNAP_CONSTANTS and not late:
+                    exprs.append(polish_expression(raw, self.symbols_, Xa, ya,
+                                                   deadline=polish_deadline)[0])
+                elif good and n_consts <= MAX_SNAP_CONSTANTS:
+                    # out of time for snapping: still drop float dust and merge constants
+                    exprs.append(gather_constants(clean_expression(raw, simplify=False),
+                                                  self.symbols_, Xa, ya))
+                if self._near_exact(exprs[-1:], Xa, ya):
+                    break  # exact already: the near-tied variants cannot beat it
         return first_graph, exprs
 
     def _compose(self, graph: nx.DiGraph) -> sympy.Expr:

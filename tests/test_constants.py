@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,7 @@ from kansr.compose.constants import (
     pareto_front,
     prune_terms,
     refit_constants,
+    refit_deadline,
     select_best,
     simplify_safely,
     snap_constants,
@@ -231,3 +234,17 @@ def test_refit_handles_abs_whose_symbolic_derivative_needs_real_symbols():
     expr, mse = refit_constants(sp.Float(1.1) * sp.Abs(sp.Float(1.9) * x - sp.Float(0.25)),
                                 [x], X, target)
     assert mse < 1e-20
+
+
+def test_refit_stops_at_its_deadline_keeping_the_start():
+    # Past the deadline a refit must not run (a many-constant formula can take minutes on
+    # 10,000 rows); outside the block the same refit runs and finds the law.
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 2, (200, 2))
+    yv = 3.0 * X[:, 0] * np.exp(X[:, 1])
+    start = F(2.5) * x * sp.exp(F(0.9) * y)
+    with refit_deadline(time.perf_counter() - 1.0):
+        late, late_mse = refit_constants(start, [x, y], X, yv)
+    assert late == start
+    fitted, mse = refit_constants(start, [x, y], X, yv)
+    assert mse < 1e-20 and late_mse > 1e-2

@@ -403,3 +403,24 @@ def test_composite_match_skips_inner_functions_outside_their_domain():
     x = np.linspace(-1, 1, 200)  # log, sqrt and 1/x are undefined somewhere here
     for fit in match_composite(x, np.exp(x) ** 2 + np.sin(3 * x), top_k=20):
         assert not any(fit.name.endswith(f"({g})") for g in ("log", "sqrt", "1/x", "1/x^2"))
+
+
+def test_pole_lookalikes_of_one_over_x_are_dropped():
+    # tan and arctan at the edge of their range reproduce 2/V to round-off; kept, they win
+    # whole-network trials by fitting the spline's error and cascade into the formula.
+    V = np.random.default_rng(0).uniform(1, 5, 1000)
+    names = [f.name for f in match_edge(V, 2.0 / V, top_k=6, err_floor=1e-7)]
+    assert names[0] == "1/x"
+    assert "tan" not in names and "arctan" not in names
+
+
+def test_powers_stay_near_their_feature_point():
+    # A line with a trace of curvature: (x + b)^2 with |b| >> range would mimic it.
+    T = np.random.default_rng(1).uniform(1, 2, 1000)
+    fits = match_edge(T, 3 * T + 1e-4 * np.sin(7 * T), top_k=8, err_floor=1e-7)
+    assert fits[0].name == "x"
+    m, s = 1.5, 0.5  # the normalisation the matcher applies to T
+    for f in fits:
+        if f.name in ("x^2", "x^3", "sqrt", "1/x", "1/x^2", "log"):
+            alpha, beta = f.a * s, f.b + f.a * m
+            assert abs(beta) <= 50 * abs(alpha) * (1 + 1e-9), (f.name, f.a, f.b)

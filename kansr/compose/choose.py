@@ -177,6 +177,9 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
             scores = [_score(o.loss, var_y, o.complexity, complexity_weight, floor)
                       for o in record.options[: len(trials)]]
             record.chosen = int(np.argmin(scores))
+            log.debug("layer %d edge (%d, %d) options: %s", l, i, j,
+                      ", ".join(f"{o.name} (c={o.complexity}, rel. MSE {o.loss / var_y:.3g})"
+                                for o in record.options[: len(trials)]))
             model = trials[record.chosen]
             kept = record.options[record.chosen]
             log.info("layer %d edge (%d, %d): %s (edge R^2 %.6f, network rel. MSE %.3g)",

@@ -41,6 +41,8 @@ the data says is ``0.9`` does not become ``1``.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import math
 import time
@@ -75,6 +77,7 @@ __all__ = [
     "polish_expression",
     "prune_terms",
     "refit_constants",
+    "refit_deadline",
     "select_best",
     "simplify_safely",
     "snap_constants",
@@ -241,6 +244,30 @@ def _mse(pred: np.ndarray, yv: np.ndarray) -> float:
         return float(np.mean((pred - yv) ** 2))
 
 
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "kansr_refit_deadline", default=None)
+
+
+class _OutOfTime(Exception):
+    """Raised inside a least-squares callback once the refit deadline has passed."""
+
+
+@contextlib.contextmanager
+def refit_deadline(deadline: float | None) -> Iterator[None]:
+    """Within this block, every constant refit stops at ``deadline`` (a
+    ``time.perf_counter()`` value) and keeps the best parameters found so far.
+
+    A formula with many constants can take minutes to refit on 10,000 rows (the fit, not
+    the formula, sets the pace); callers with a time budget wrap their whole polishing
+    stage in this rather than threading a deadline through every helper.
+    """
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
 def _fit(
     model: _Model,
     cols: Mapping[str, np.ndarray],
@@ -255,11 +282,21 @@ def _fit(
     if not model.params:
         return theta0, start_mse
     penalty = _PENALTY_SCALE * (1.0 + float(np.std(yv)))
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.perf_counter() > deadline:
+        return theta0, start_mse
+    best = [math.inf, theta0]  # (sse, theta) of the best evaluated point
 
     def residuals(theta: np.ndarray) -> np.ndarray:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise _OutOfTime
         r = _predict(model, cols, theta, n) - yv
         r[~np.isfinite(r)] = penalty
-        return np.clip(r, -penalty, penalty)
+        r = np.clip(r, -penalty, penalty)
+        sse = float(r @ r)
+        if sse < best[0]:
+            best[:] = [sse, np.array(theta, dtype=float)]
+        return r
 
     def jacobian(theta: np.ndarray) -> np.ndarray:
         J = np.clip(_jacobian(model, cols, theta, n), -_JAC_CLIP, _JAC_CLIP)
@@ -275,6 +312,10 @@ def _fit(
     except (ValueError, np.linalg.LinAlgError) as exc:
         logger.debug("least_squares failed on %s: %s", model.expr, exc)
         return theta0, start_mse
+    except _OutOfTime:
+        logger.info("refit of %d constants stopped at its deadline", len(model.params))
+        fit_mse = _mse(_predict(model, cols, best[1], n), yv)
+        return (best[1], fit_mse) if fit_mse <= start_mse else (theta0, start_mse)
     fit_mse = _mse(_predict(model, cols, sol.x, n), yv)
     if fit_mse <= start_mse:
         return sol.x, fit_mse

@@ -67,6 +67,9 @@ _PENALTY = 1e6  # residual (in units of std(y)) returned for out-of-domain trial
 _EXACT = 1e-28  # per-point SSE (units of var(y)) treated as an exact fit
 _AMBIGUOUS = 5.0  # coarse starts within this SSE factor of the best are all refined early
 DEFAULT_GRID = (12, 25)
+# Scale-invariant primitives may sit at most this many window half-widths from u = 0; allows
+# 1/T on T in [290, 310] (30), rejects the line-like (x + 186)^2 a product edge once matched.
+MAX_OFFSET = 50.0
 DEFAULT_N_SUB = 64
 
 
@@ -242,7 +245,7 @@ def _coarse(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Coarse-grid SSE on the subsample -> alpha, beta, sse (G,); invalid -> sse=inf."""
     alpha, beta = _grid(n_alpha, n_beta, not _reflective(prim))
-    ok = prim.range_ok(beta - np.abs(alpha), beta + np.abs(alpha))
+    ok = prim.range_ok(beta - np.abs(alpha), beta + np.abs(alpha)) & _offset_ok(prim, alpha, beta)
     sse = np.full(alpha.shape, np.inf)
     if not ok.any():
         return alpha, beta, sse
@@ -279,7 +282,21 @@ def _pick_starts(sse: np.ndarray, n_beta: int, n_starts: int, scan: int = 60) ->
 def _window_ok(prim: Primitive, alpha: float, beta: float) -> bool:
     """Does ``u = alpha*t + beta`` stay admissible for all t in [-1, 1]?"""
     u1, u2 = beta - alpha, beta + alpha
-    return prim.interval_ok(u1, u2) if u1 <= u2 else prim.interval_ok(u2, u1)
+    ok = prim.interval_ok(u1, u2) if u1 <= u2 else prim.interval_ok(u2, u1)
+    return bool(ok) and bool(_offset_ok(prim, np.asarray(alpha), np.asarray(beta)))
+
+
+def _offset_ok(prim: Primitive, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """Scale-invariant primitives (powers, 1/x, sqrt, log) only: is the window at most
+    MAX_OFFSET half-widths from the function's feature point u = 0?
+
+    Far from it, c*(x + b)^2 with |b| >> range is a straight line plus a trace of curvature
+    (and 1/(x + b) too): such fits mimic a simpler function by fitting the edge's spline
+    error, not the law.
+    """
+    if _symmetry(prim) not in ("scale", "log") or _is_identity(prim.expr):
+        return np.ones(np.shape(alpha), dtype=bool)
+    return np.abs(beta) <= MAX_OFFSET * np.abs(alpha)
 
 
 class _VarPro:
@@ -655,6 +672,27 @@ def rank_fits(
     return sorted(fits, key=lambda f: (f.r2 < r2_floor, f.score, f.complexity, -f.r2))
 
 
+def _drop_lookalikes(data: _Data, ranked: list[EdgeFit], err_floor: float) -> list[EdgeFit]:
+    """Remove candidates whose curve on the samples equals a simpler candidate's.
+
+    tan and arctan at the edge of their range reproduce 1/x to round-off (tan(pi/2 - e)
+    = 1/e - e/3...), a cos at a tiny argument a parabola: when two curves differ by at most
+    `err_floor` of var(y), no data on this edge can tell them apart, so only the simplest
+    (ties: the better ranked) is kept.
+    """
+    limit = err_floor * data.y_std**2
+    preds = {id(f): f.predict(data.x) for f in ranked}
+    kept = []
+    for f in ranked:
+        if any(g.complexity < f.complexity
+               and float(np.mean((preds[id(f)] - preds[id(g)]) ** 2)) <= limit
+               for g in ranked if g is not f):
+            logger.debug("edge candidate %s dropped: same curve as a simpler one", f.name)
+            continue
+        kept.append(f)
+    return kept
+
+
 def match_edge(
     x: np.ndarray,
     y: np.ndarray,
@@ -699,7 +737,7 @@ def match_edge(
     by_fit = {id(c.fit): c for c in cands}
     ranked = rank_fits([c.fit for c in cands], **opts)
     polished = [_polish(data, by_fit[id(f)], quick_nfev, max_nfev) for f in ranked[:n_polish]]
-    ranked = rank_fits(polished + ranked[n_polish:], **opts)
+    ranked = _drop_lookalikes(data, rank_fits(polished + ranked[n_polish:], **opts), err_floor)
     if ranked[0].r2 < r2_floor:
         logger.info("edge matched poorly: best %s with R^2=%.4g", ranked[0].name, ranked[0].r2)
     return ranked[:top_k]
