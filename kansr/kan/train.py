@@ -105,7 +105,8 @@ def fit(
     plus layer-wide entropy weighted lamb_entropy, arXiv 2404.19756 eq. 2.20) evaluated on one
     fixed subset of `reg_samples` rows, so LBFGS sees a deterministic objective. lamb=0.01 with
     30 LBFGS steps sparsifies a [2, 5, 1] net enough for `prune` with its default thresholds;
-    the result depends on the seed (local minima), so try a few seeds when it matters.
+    what prune leaves depends on the seed (helper nodes of a few percent), which `shrink`
+    then removes by loss.
     Grid updates (every `grid_update_every` steps before `stop_grid_update_step`) zoom the
     knots onto the samples reaching each layer; one that changes the training MSE by more
     than `grid_tol` (relative) is undone (`History.grid_kept`).
