@@ -43,6 +43,10 @@ MAX_REFIT_CONSTANTS = 60
 POLISH_SHARE = 0.95  # snapping constants stops at this share of max_time
 GOOD_VAL_MSE = 1e-7  # a network this close (relative validation MSE) ends the shape search
 SCREEN_ROWS = 1000  # rows used to compare restarts of one architecture
+# A separable product whose ALS start (linear output edge) is this good keeps that edge an
+# exact line: left free, it bends slightly and the factors bend with it into look-alikes
+# (n*kb*T/V came out as cos(... tan(...) * sqrt(T + 44.7) ...)).
+PRODUCT_LINE_REL_MSE = 1e-5
 
 
 @dataclass
@@ -353,7 +357,8 @@ class KANSR:
                     first = model.layers[0]
                     first.mask.zero_()
                     first.mask[:, : first.in_dim].fill_diagonal_(1.0)
-                init_separable_product(model, Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS])
+                init_separable_product(model, Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS],
+                                       fix_line_below=PRODUCT_LINE_REL_MSE)
             # restarts only screen initialisations: a subsample is enough and much cheaper
             fit(model, Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS], steps=max(self.steps // 2, 1),
                 lamb=self.lamb if arch.sparsify else 0.0, **common)

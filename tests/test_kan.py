@@ -440,3 +440,24 @@ def test_product_node_started_by_als_fits_xy_below_1e4(square_inputs):
     init_separable_product(model, X, f(X))
     fit(model, X, f(X), steps=10, progress=False)
     assert _rmse(model, Xt, f(Xt)) < 1e-4
+
+
+def test_als_start_can_fix_the_product_output_edge_to_a_line(square_inputs):
+    from kansr.kan.init import init_separable_product
+
+    X = square_inputs(1000, seed=1)
+    y = 3 * (X[:, :1] + 2) * torch.sin(X[:, 1:2]) - 1  # a * g(x) h(y) + b
+    model = KAN([2, (0, 1), 1], grid=5, seed=0, dtype="float64")
+    with torch.no_grad():
+        model.layers[0].mask.zero_()
+        model.layers[0].mask.fill_diagonal_(1.0)
+    rel = init_separable_product(model, X, y, fix_line_below=1e-6)
+    assert rel < 1e-6 and (0, 0) in model.layers[1].symbolic
+    assert _mse(model, X, y) / float(y.var()) < 1e-6  # the line carries the ALS fit
+    fit(model, X, y, steps=10, progress=False)
+    assert model.layers[1].symbolic[(0, 0)].expr == "x"
+    assert _mse(model, X, y) / float(y.var()) < 1e-8
+    # a worse start than the threshold leaves the output edge a spline
+    model2 = KAN([2, (0, 1), 1], grid=5, seed=0, dtype="float64")
+    init_separable_product(model2, X, torch.exp(X[:, :1] * X[:, 1:2]), fix_line_below=1e-6)
+    assert not model2.layers[1].symbolic

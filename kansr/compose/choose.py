@@ -236,9 +236,14 @@ def annotate_graph(G: nx.DiGraph, model: KAN, records: list[EdgeRecord]) -> nx.D
         layer = model.layers[e["layer"]]
         r = by_edge.get((e["layer"], e["i"], e["j"]))
         sym = layer.symbolic.get((e["i"], e["j"]))
-        if r is None or sym is None:
+        if sym is None:
             continue
         params = tuple(float(p) for p in layer.sym_params[e["i"], e["j"]].detach().cpu())
+        if r is None:  # fixed before symbolize (a product's linear output edge, say)
+            f = sympy.sympify(sym.expr, locals={"x": EDGE_VAR})
+            e["formula"] = EdgeOption(sym.expr, f, params, 0, math.nan).formula()
+            e["candidates"] = []
+            continue
         kept = r.options[r.chosen]
         e["formula"] = kept.formula(params)
         e["candidates"] = [{"name": o.name, "complexity": o.complexity, "edge_r2": o.edge_r2,

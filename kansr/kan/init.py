@@ -18,12 +18,17 @@ from .spline import bspline_basis, extend_grid, greville
 
 @torch.no_grad()
 def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
-                           sweeps: int = 30, ridge: float = 1e-8, tol: float = 1e-3) -> float:
+                           sweeps: int = 30, ridge: float = 1e-8, tol: float = 1e-3,
+                           fix_line_below: float = 0.0) -> float:
     """Start a [n, (0, 1), 1] network wired one input per factor at the ALS rank-one fit.
 
     X (N, n) and y (N, 1) in the network's units. Factor i becomes a spline g_i on the first
     layer's grid (silu weight 0), the output edge the straight line p -> a * p + b on a grid
-    spanning the product's values. Returns the relative MSE of the ALS fit.
+    spanning the product's values. When the ALS fit's relative MSE is at most
+    `fix_line_below`, the output edge is instead fixed to the symbolic line a * p + b (its
+    constants stay trainable): training then cannot bend it, and a bent output edge lets
+    every factor bend to match, each into a near-perfect look-alike of its true function.
+    Returns the relative MSE of the ALS fit.
     """
     first, last = model.layers
     n = model.n_in
@@ -76,6 +81,8 @@ def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
     last.coef[0, 0] = (a * line + b).to(mdt)
     last.w_base.zero_()
     last.bias.zero_()
+    if rel <= fix_line_below:
+        last.fix_edge(0, 0, "x", (1.0, 0.0, a, b))
     return rel
 
 
