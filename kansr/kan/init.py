@@ -10,8 +10,6 @@ network's splines, so training, refinement and the symbolic stages proceed as us
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .network import KAN
@@ -40,15 +38,31 @@ def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
     dtype = torch.float64
     Xd, yd = X.to(dtype), y.to(dtype).reshape(-1)
     basis = bspline_basis(Xd, first.grid.to(dtype), first.k)  # (B, n, K)
+    K = basis.shape[-1]
+    coef = greville(first.grid.to(dtype), first.k) + 2.0  # start: g_i(x) = x + 2
+    factors = torch.einsum("bik,ik->bi", basis, coef)
     var = float(yd.var()) or 1.0
-    # Two starts: g_i(x) = x + 2, and the factors of a log-additive fit (ALS from a plain
-    # start crawls on ratios such as Y / (1 + sigma): 0.07 relative MSE after 30 sweeps).
-    starts = [greville(first.grid.to(dtype), first.k) + 2.0]
-    log_start = _log_additive_start(basis, yd)
-    if log_start is not None:
-        starts.append(log_start)
-    runs = [_als(basis, yd, c.clone(), var, sweeps, ridge, tol) for c in starts]
-    rel, coef, prod, ab = min(runs, key=lambda r: r[0])
+    eye = torch.eye(K + 1, dtype=dtype)
+    prev = float("inf")
+    for _ in range(sweeps):
+        for i in range(n):
+            others = torch.prod(torch.cat([factors[:, :i], factors[:, i + 1:]], dim=1), dim=1)
+            A = torch.cat([basis[:, i, :] * others[:, None], torch.ones_like(yd)[:, None]], 1)
+            gram = A.T @ A
+            sol = torch.linalg.solve(gram + ridge * gram.diagonal().mean() * eye, A.T @ yd)
+            coef[i] = sol[:K]
+            factors[:, i] = basis[:, i, :] @ coef[i]
+            # keep the factors' scales balanced (the product is unchanged)
+            scale = factors[:, i].abs().mean().clamp_min(1e-12)
+            coef[i] /= scale
+            factors[:, i] /= scale
+        prod = torch.prod(factors, dim=1)
+        A = torch.stack([prod, torch.ones_like(prod)], dim=1)
+        ab = torch.linalg.lstsq(A, yd[:, None]).solution[:, 0]
+        rel = float(((A @ ab - yd) ** 2).mean()) / var
+        if rel < 1e-20 or (prev < float("inf") and prev - rel <= tol * prev):
+            break
+        prev = rel
     a, b = float(ab[0]), float(ab[1])
     mdt = first.coef.dtype
     first.coef.zero_()
@@ -70,76 +84,6 @@ def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
     if rel <= fix_line_below:
         last.fix_edge(0, 0, "x", (1.0, 0.0, a, b))
     return rel
-
-
-def _als(basis: torch.Tensor, yd: torch.Tensor, coef: torch.Tensor, var: float, sweeps: int,
-         ridge: float, tol: float) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Alternating least squares for yd ~= a * prod_i (basis_i @ coef_i) + b from `coef`.
-
-    Returns (relative MSE, coef (n, K), product (B,), (a, b))."""
-    n, K = coef.shape
-    factors = torch.einsum("bik,ik->bi", basis, coef)
-    eye = torch.eye(K + 1, dtype=basis.dtype)
-    prev = float("inf")
-    for _ in range(sweeps):
-        for i in range(n):
-            others = torch.prod(torch.cat([factors[:, :i], factors[:, i + 1:]], dim=1), dim=1)
-            A = torch.cat([basis[:, i, :] * others[:, None], torch.ones_like(yd)[:, None]], 1)
-            gram = A.T @ A
-            sol = torch.linalg.solve(gram + ridge * gram.diagonal().mean() * eye, A.T @ yd)
-            coef[i] = sol[:K]
-            factors[:, i] = basis[:, i, :] @ coef[i]
-            # keep the factors' scales balanced (the product is unchanged)
-            scale = factors[:, i].abs().mean().clamp_min(1e-12)
-            coef[i] /= scale
-            factors[:, i] /= scale
-        prod = torch.prod(factors, dim=1)
-        A = torch.stack([prod, torch.ones_like(prod)], dim=1)
-        ab = torch.linalg.lstsq(A, yd[:, None]).solution[:, 0]
-        rel = float(((A @ ab - yd) ** 2).mean()) / var
-        if rel < 1e-20 or (prev < float("inf") and prev - rel <= tol * prev):
-            break
-        prev = rel
-    return rel, coef, prod, ab
-
-
-def _log_additive_start(basis: torch.Tensor, yd: torch.Tensor, ridge: float = 1e-8
-                        ) -> torch.Tensor | None:
-    """Factor coefficients (n, K) from log|y - b| ~= sum_i s_i(x_i), or None.
-
-    A product plus offset, y = a * prod g_i + b, is additive in log|y - b| once b is
-    known; b is searched on a log-spaced set beyond either end of y's range (where y - b
-    keeps one sign), scoring each by the error of b + sign * exp(fit) in y. Each factor
-    starts as the spline closest to exp(s_i).
-    """
-    B, n, K = basis.shape
-    lo, hi = float(yd.min()), float(yd.max())
-    span = hi - lo
-    if not span > 0:
-        return None
-    A = torch.cat([basis.flatten(1), torch.ones(B, 1, dtype=yd.dtype)], dim=1)
-    gram = A.T @ A
-    gram = gram + ridge * gram.diagonal().mean() * torch.eye(A.shape[1], dtype=yd.dtype)
-    best = None
-    for b in [lo - span * 10.0**t for t in range(-3, 3)] + [hi + span * 10.0**t
-                                                          for t in range(-3, 3)]:
-        sign = 1.0 if b < lo else -1.0
-        z = torch.log(sign * (yd - b))
-        sol = torch.linalg.solve(gram, A.T @ z)
-        err = float(((b + sign * torch.exp(A @ sol) - yd) ** 2).mean())
-        if math.isfinite(err) and (best is None or err < best[0]):
-            best = (err, sol)
-    if best is None:
-        return None
-    parts = best[1][:-1].reshape(n, K)
-    coef = torch.empty(n, K, dtype=yd.dtype)
-    for i in range(n):
-        target = torch.exp(basis[:, i, :] @ parts[i])
-        Bi = basis[:, i, :]
-        g = Bi.T @ Bi
-        g = g + ridge * g.diagonal().mean() * torch.eye(K, dtype=yd.dtype)
-        coef[i] = torch.linalg.solve(g, Bi.T @ target)
-    return coef
 
 
 @torch.no_grad()

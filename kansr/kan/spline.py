@@ -53,15 +53,15 @@ class SplineTable(NamedTuple):
     Column i * (n + 1) + idx of `rows` describes knot interval [grid[i, idx-1], grid[i, idx]):
     its left knot, 1 / width, -1/2, then the power-form coefficients P[d, r] (in u - 1/2) of
     the k + 1 basis functions alive there; idx = 0 and n (outside the grid) are zero.
-    `pos` holds the basis index of each of those k + 1 functions. Stored feature-major so
-    that gathered samples lie contiguous: every Horner step is a plain vector op over samples.
+    Function r of interval column idx is basis function clamp(idx + `shift`[r]): dead ones
+    (zero rows) land on real columns and add 0. Stored feature-major so that gathered
+    samples lie contiguous: every Horner step is a plain vector op over samples.
     """
 
     grid: torch.Tensor  # (I, n) contiguous, in the table's dtype
     rows: torch.Tensor  # (3 + (k + 1)^2, I * (n + 1))
-    pos: torch.Tensor  # (k + 1, I * (n + 1)) int64
     offset: torch.Tensor  # (I, 1) int64: first column of each input
-    shift: torch.Tensor  # (k + 1, 1) int64: r - k - 1, so pos = clamp(column - offset + shift)
+    shift: torch.Tensor  # (k + 1, 1) int64: r - k - 1
     k: int
 
 
@@ -124,13 +124,10 @@ def basis_table(grid: torch.Tensor, k: int, dtype: torch.dtype | None = None) ->
     body = torch.cat([left[..., None], inv_w, torch.full_like(inv_w, -0.5),
                       poly.transpose(-1, -2).flatten(2)], dim=2)  # (I, J, 3 + s*s)
     rows = torch.nn.functional.pad(body, (0, 0, 1, 1)).to(dtype)  # idx = j + 1; 0, n zero
-    pos = (torch.arange(-1, n, device=g.device)[:, None] - k + torch.arange(s, device=g.device))
-    pos = pos.clamp(0, n_basis - 1)  # dead functions (zero rows) land on real columns: += 0
     offset = torch.arange(0, n_in * (n + 1), n + 1, device=g.device)[:, None]
     return SplineTable(grid.detach().to(dtype).contiguous(),
                        rows.reshape(-1, rows.shape[-1]).t().contiguous(),
-                       pos.repeat(n_in, 1).t().contiguous(), offset,
-                       torch.arange(-k - 1, 0, device=g.device)[:, None], k)
+                       offset, torch.arange(-k - 1, 0, device=g.device)[:, None], k)
 
 
 # Up to this many knots per input, and from this many samples on (below it the per-op
