@@ -39,7 +39,8 @@ Ranking (:func:`match_edge`), lower is better::
     key   = (R^2 < r2_floor, score, complexity, -R^2)
 
 i.e. one unit of complexity must buy ``complexity_weight`` decades of
-unexplained variance.  Candidates below ``r2_floor`` are kept but ranked after
+unexplained variance. A candidate whose curve on the samples is within
+``err_floor`` (of var(y)) of a simpler candidate's is dropped: a look-alike.  Candidates below ``r2_floor`` are kept but ranked after
 every candidate above it.  A "const" candidate (complexity 0, ``y = d``) is
 always included; nothing is ever dropped for fitting poorly.
 """
@@ -68,7 +69,8 @@ _EXACT = 1e-28  # per-point SSE (units of var(y)) treated as an exact fit
 _AMBIGUOUS = 5.0  # coarse starts within this SSE factor of the best are all refined early
 DEFAULT_GRID = (12, 25)
 # Scale-invariant primitives may sit at most this many window half-widths from u = 0; allows
-# 1/T on T in [290, 310] (30), rejects the line-like (x + 186)^2 a product edge once matched.
+# 1/T on T in [290, 310] (30), rejects the line-like (T/2 - 93.6)^2 on T in [1, 5] (95) that
+# a product edge once matched.
 MAX_OFFSET = 50.0
 DEFAULT_N_SUB = 64
 
@@ -677,8 +679,8 @@ def _drop_lookalikes(data: _Data, ranked: list[EdgeFit], err_floor: float) -> li
 
     tan and arctan at the edge of their range reproduce 1/x to round-off (tan(pi/2 - e)
     = 1/e - e/3...), a cos at a tiny argument a parabola: when two curves differ by at most
-    `err_floor` of var(y), no data on this edge can tell them apart, so only the simplest
-    (ties: the better ranked) is kept.
+    `err_floor` of var(y), no data on this edge can tell them apart, so the more complex
+    one goes (candidates of equal complexity all stay).
     """
     limit = err_floor * data.y_std**2
     preds = {id(f): f.predict(data.x) for f in ranked}
