@@ -90,7 +90,7 @@ def prune(model: KAN, X: torch.Tensor, node_th: float = 1e-2, edge_th: float = 3
         if len(kept) == 0:  # never disconnect the network: keep its most important node
             kept = att.node[l].argmax().reshape(1).cpu()
         keep.append(kept)
-    return _rebuild(model, X, att, keep, edge_th)
+    return _rebuild(model, X, keep, [e > edge_th for e in att.edge])
 
 
 @torch.no_grad()
@@ -107,13 +107,15 @@ def remove_node(model: KAN, X: torch.Tensor, layer: int, node: int) -> KAN:
     X = X.to(model.device, model.dtype)
     keep = [torch.arange(sum(w)) for w in model.width]
     keep[layer] = keep[layer][keep[layer] != node]
-    return _rebuild(model, X, attribution(model, X), keep, edge_th=-1.0)
+    return _rebuild(model, X, keep, [torch.ones_like(lay.mask, dtype=torch.bool)
+                                     for lay in model.layers])
 
 
-def _rebuild(model: KAN, X: torch.Tensor, att: Attribution, keep: list[torch.Tensor],
-             edge_th: float) -> KAN:
-    """The network restricted to the nodes `keep[l]` of every layer, edges scoring <= edge_th
-    masked; removed edges fold their mean on X into the bias of the sub-node they fed."""
+def _rebuild(model: KAN, X: torch.Tensor, keep: list[torch.Tensor],
+             edge_ok: list[torch.Tensor]) -> KAN:
+    """The network restricted to the nodes `keep[l]` of every layer, edges where
+    `edge_ok[l]` (I_l, O_l) is False masked; removed edges fold their mean on X into the bias
+    of the sub-node they fed."""
     tr = model.trace(X)
     width = []
     for l, kept in enumerate(keep):
@@ -131,7 +133,7 @@ def _rebuild(model: KAN, X: torch.Tensor, att: Attribution, keep: list[torch.Ten
         # sub-node they fed: a sum or a product's factor keeps its constant part, so the
         # pruned network computes what the original did up to the removed edges' variation.
         keep_edge = torch.zeros_like(old_layer.mask, dtype=torch.bool)
-        keep_edge[rows] = att.edge[l][rows] > edge_th
+        keep_edge[rows] = edge_ok[l][rows]
         new_layer.mask *= keep_edge[rows][:, cols].to(new_layer.mask.dtype)
         dropped = (~keep_edge & (old_layer.mask > 0)).to(model.dtype)
         folded = (tr.acts[l].mean(dim=0) * dropped).sum(dim=0)  # (O_l,)
