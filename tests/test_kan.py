@@ -175,13 +175,16 @@ def test_refine_by_integer_factor_changes_loss_below_1e6(square_inputs):
     model, X, y = _trained_exp_sin(square_inputs)
     model.update_grid(X)
     for grid in (10, 20):
-        before = _mse(model, X, y)
+        before, sizes = _mse(model, X, y), [layer.grid_size for layer in model.layers]
         model.refine(grid, X)
         after = _mse(model, X, y)
         assert abs(after - before) / before < 1e-6, (grid, before, after)
-    # The hidden node's samples reach into the extended knots (9 old intervals hold data, more
-    # than the zoom may merge into 5), so its grid widens by whole intervals: 9 -> 18.
-    assert [layer.grid_size for layer in model.layers] == [20, 18]
+        # Every old interval is split into m = round(grid / G) parts; a layer whose samples
+        # reach into the extended knots first widens by whole old intervals (at most k a side).
+        for layer, old in zip(model.layers, sizes):
+            m = max(1, round(grid / old))
+            assert layer.grid_size % m == 0 and 0 <= layer.grid_size // m - old <= 2 * 3
+    assert model.layers[0].grid_size == 20  # inputs in [-1, 1]: nothing to widen
 
 
 def test_refine_stays_exact_after_the_grid_was_widened():

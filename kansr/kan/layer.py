@@ -15,6 +15,7 @@ import sympy
 import torch
 from torch import nn
 
+from . import fused as _fused
 from .spline import (SplineTable, basis_table, eval_basis, eval_basis_kib, extend_grid,
                      fit_coefficients, greville, uniform_grid)
 
@@ -91,7 +92,7 @@ class KANLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype))
         self.symbolic: dict[tuple[int, int], SymbolicEdge] = {}
         self._table: tuple | None = None  # (grid tensor, its version, SplineTable)
-        self._basis_cache: tuple | None = None  # (weakref to x, its version, table, basis)
+        self._basis_cache: tuple | None = None  # (weakref to x, its version, table, dense, basis)
 
     @torch.no_grad()
     def init_linear(self, cols: list[int], generator: torch.Generator | None = None) -> None:
@@ -125,8 +126,9 @@ class KANLayer(nn.Module):
             cached = self._table = (grid, version, basis_table(grid, self.k))
         return cached[2]
 
-    def _basis_kib(self, x: torch.Tensor) -> torch.Tensor:
-        """Basis (K, I, B) of x, reused while x and the grid are unchanged.
+    def _cached_basis(self, x: torch.Tensor, dense: bool):
+        """Basis of x, (K, I, B) or `fused.dense_basis`'s (B, I*K), reused while x and the grid
+        are unchanged.
 
         Full-batch training feeds the same X to the first layer at every LBFGS evaluation;
         its basis depends only on X and the grid, so it is computed once per fit (and per grid
@@ -134,24 +136,43 @@ class KANLayer(nn.Module):
         (training), so inference on large batches keeps nothing alive.
         """
         table = self.spline_table()
+
+        def compute():
+            return _fused.dense_basis(x, table, False)[0] if dense else eval_basis_kib(x, table)
+
         if x.requires_grad or not torch.is_grad_enabled() or x.is_inference():
-            return eval_basis_kib(x, table)
+            return compute()
         cached = self._basis_cache
         if cached is not None and cached[0]() is x and cached[1] == x._version \
-                and cached[2] is table:
-            return cached[3]
-        basis = eval_basis_kib(x, table)
-        self._basis_cache = (weakref.ref(x), x._version, table, basis)
+                and cached[2] is table and cached[3] == dense:
+            return cached[4]
+        basis = compute()
+        self._basis_cache = (weakref.ref(x), x._version, table, dense, basis)
         return basis
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, I) -> (B, O): one basis evaluation and one contraction over (I, K)."""
-        basis = self._basis_kib(x)  # (K, I, B)
+    def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
+        """(B, I) -> (B, O): one basis evaluation and one contraction over (I, K).
+
+        fused (default: when x itself needs no gradient) computes it with `fused.SplineLayerFn`,
+        whose backward is hand-written and cannot be differentiated again; `KAN.forward`
+        decides once for the whole network from its input.
+        """
+        if fused is None:
+            fused = _fused.ENABLED and not x.requires_grad
         live = self.mask * (1.0 - self.sym_mask)
-        coef = self.coef * (self.w_sp * live).unsqueeze(-1)  # (I, O, K)
-        # (K*I, B)^T @ (K*I, O): BLAS reads the transposed basis in place, no copy.
-        out = basis.flatten(0, 1).t() @ coef.permute(2, 0, 1).reshape(-1, self.out_dim)
-        out = out + nn.functional.silu(x) @ (self.w_base * live) + self.bias
+        if fused:
+            if x.requires_grad and torch.is_grad_enabled():
+                basis, dbasis = _fused.dense_basis(x, self.spline_table(), True)
+            else:
+                basis, dbasis = self._cached_basis(x, dense=True), None
+            out = _fused.SplineLayerFn.apply(x, self.coef, self.w_sp, self.w_base, self.bias,
+                                             live, basis, dbasis)
+        else:
+            basis = self._cached_basis(x, dense=False)  # (K, I, B)
+            coef = self.coef * (self.w_sp * live).unsqueeze(-1)  # (I, O, K)
+            # (K*I, B)^T @ (K*I, O): BLAS reads the transposed basis in place, no copy.
+            out = basis.flatten(0, 1).t() @ coef.permute(2, 0, 1).reshape(-1, self.out_dim)
+            out = out + nn.functional.silu(x) @ (self.w_base * live) + self.bias
         for (i, j), edge in self.symbolic.items():
             out[:, j] = out[:, j] + self.mask[i, j] * self._symbolic_value(x[:, i], i, j, edge)
         return out

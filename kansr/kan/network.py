@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from . import fused as _fused
 from .layer import KANLayer
 
 WidthSpec = Sequence[int | Sequence[int]]
@@ -155,9 +156,15 @@ class KAN(nn.Module):
         return torch.cat([z[:, :n_sum], prods], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, n_in) -> (B, n_out)."""
+        """(B, n_in) -> (B, n_out).
+
+        Inputs that need no gradient (training on data, inference) take the fused layer op;
+        inputs that do (derivatives in x, e.g. physics-informed losses) the autograd one,
+        which is differentiable any number of times.
+        """
+        fused = _fused.ENABLED and not x.requires_grad
         for l, layer in enumerate(self.layers):
-            x = self.node_op(layer(x), l + 1)
+            x = self.node_op(layer(x, fused), l + 1)
         return x
 
     def trace(self, x: torch.Tensor) -> Trace:

@@ -63,6 +63,7 @@ class SplineTable(NamedTuple):
     offset: torch.Tensor  # (I, 1) int64: first column of each input
     shift: torch.Tensor  # (k + 1, 1) int64: r - k - 1
     k: int
+    pieces: torch.Tensor  # (I, n + 1, 3 + (k + 1)^2): `rows` interval-major, for `fused`
 
 
 def _pad_knots(grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -127,7 +128,8 @@ def basis_table(grid: torch.Tensor, k: int, dtype: torch.dtype | None = None) ->
     offset = torch.arange(0, n_in * (n + 1), n + 1, device=g.device)[:, None]
     return SplineTable(grid.detach().to(dtype).contiguous(),
                        rows.reshape(-1, rows.shape[-1]).t().contiguous(),
-                       offset, torch.arange(-k - 1, 0, device=g.device)[:, None], k)
+                       offset, torch.arange(-k - 1, 0, device=g.device)[:, None], k,
+                       rows.contiguous())
 
 
 # Up to this many knots per input, and from this many samples on (below it the per-op
@@ -148,11 +150,13 @@ def _interval(xt: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return count.long()
 
 
-def eval_basis_kib(x: torch.Tensor, table: SplineTable) -> torch.Tensor:
+def eval_basis_kib(x: torch.Tensor, table: SplineTable, with_grad: bool = False):
     """Basis in (K, I, B) layout from a prebuilt table: x (B, I) -> (G + k, I, B).
 
     Samples are processed input-major (the layout searchsorted needs), which is also the
-    layout a KAN layer contracts without a copy. Twice differentiable in x.
+    layout a KAN layer contracts without a copy. Twice differentiable in x. With `with_grad`,
+    returns (basis, d basis / dx) instead, the derivative computed alongside by Horner's rule
+    (not differentiable further).
     """
     k, s = table.k, table.k + 1
     grid, rows = table.grid, table.rows
@@ -166,12 +170,19 @@ def eval_basis_kib(x: torch.Tensor, table: SplineTable) -> torch.Tensor:
     row = rows.index_select(1, idx)  # (3 + s*s, I*B)
     u = torch.addcmul(row[2], xt.view(-1) - row[0], row[1])
     vals = row[3 + k * s :]  # Horner over the degree: k fused multiply-adds on (k+1, I*B)
+    dvals = torch.zeros_like(vals) if with_grad else None
     for d in range(k - 1, -1, -1):
+        if dvals is not None:
+            dvals = torch.addcmul(vals, dvals, u)
         vals = torch.addcmul(row[3 + d * s : 3 + (d + 1) * s], vals, u)
     # Basis index of alive function r: interval - 1 - k + r (clamped; dead rows are zero).
     cols = (local.view(1, -1) + table.shift).clamp_(0, n - k - 2)
     out = x.new_zeros(n - k - 1, vals.shape[1]).scatter_add_(0, cols, vals)  # in place: no clone
-    return out.view(n - k - 1, n_in, x.shape[0])
+    out = out.view(n - k - 1, n_in, x.shape[0])
+    if dvals is None:
+        return out
+    dout = x.new_zeros(n - k - 1, vals.shape[1]).scatter_add_(0, cols, dvals * row[1])
+    return out, dout.view(n - k - 1, n_in, x.shape[0])
 
 
 def eval_basis(x: torch.Tensor, table: SplineTable) -> torch.Tensor:

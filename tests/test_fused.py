@@ -1,0 +1,94 @@
+"""The fused training layer (kansr.kan.fused) against the autograd path it replaces."""
+
+import pytest
+import torch
+
+from kansr.kan import KAN, fused
+from kansr.kan.spline import basis_table, eval_basis_kib, extend_grid, uniform_grid
+
+
+def _grid(n_in: int, G: int, k: int, uniform: bool) -> torch.Tensor:
+    if uniform:
+        return uniform_grid(n_in, G, k, -1.5, 2.0, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(G + k)
+    inner = torch.sort(torch.rand(n_in, G + 1, generator=gen, dtype=torch.float64) * 4 - 2, 1)
+    return extend_grid(inner.values + 1e-2 * torch.arange(G + 1), k)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_kernel_basis_and_derivative_match_the_torch_ops(k, uniform):
+    grid = _grid(3, 6, k, uniform)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(500, 3, generator=gen, dtype=torch.float64) * 8 - 4  # beyond the grid too
+    x = torch.cat([x, grid.T])  # every knot exactly
+    table = basis_table(grid, k)
+    ref, dref = eval_basis_kib(x, table, with_grad=True)
+    ref, dref = ref.permute(2, 1, 0), dref.permute(2, 1, 0)  # (B, I, K)
+    basis, (dvals, starts) = fused.dense_basis(x, table, True, kernel=True)
+    torch.testing.assert_close(basis.view_as(ref), ref, atol=1e-12, rtol=0)
+    # The sparse derivative, scattered back to the dense layout.
+    dense = torch.zeros(len(x), 3, ref.shape[-1] + 2 * (k + 1), dtype=x.dtype)
+    cols = (starts + k + 1).unsqueeze(-1) + torch.arange(k + 1)
+    dense.scatter_add_(2, cols, dvals)
+    scale = dref.abs().max()
+    torch.testing.assert_close(dense[..., k + 1:-(k + 1)] / scale, dref / scale, atol=1e-12,
+                               rtol=0)
+    no_grad_basis, info = fused.dense_basis(x, table, False, kernel=True)
+    assert info is None and torch.equal(no_grad_basis, basis)
+
+
+def _model(width, dtype) -> tuple[KAN, torch.Tensor, torch.Tensor]:
+    model = KAN(width, grid=6, k=3, seed=1, dtype=dtype)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.coef.normal_(generator=torch.Generator().manual_seed(3))
+            layer.bias.uniform_(-0.3, 0.3)
+        model.layers[0].mask[0, 0] = 0.0  # a pruned edge
+    model.layers[0].fix_edge(1, 0, "sin(x)", (1.2, 0.1, 0.8, 0.3))  # a symbolic edge
+    gen = torch.Generator().manual_seed(4)
+    X = torch.rand(300, model.n_in, generator=gen, dtype=dtype) * 2.6 - 1.3
+    return model, X, torch.rand(300, model.n_out, generator=gen, dtype=dtype)
+
+
+def _loss_and_grads(model, X, y):
+    model.zero_grad(set_to_none=True)
+    out = model(X)
+    torch.mean((out - y) ** 2).backward()
+    return out.detach(), [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("kernel", [True, False], ids=["numba", "torch-basis"])
+@pytest.mark.parametrize("width", [[3, 5, 2], [2, (1, 1), 1], [4, (2, 2), 3, 1]])
+def test_fused_layers_equal_the_autograd_layers(width, kernel, monkeypatch):
+    """Same outputs and parameter gradients (masks, symbolic edges, product nodes included)."""
+    model, X, y = _model(width, torch.float64)
+    monkeypatch.setattr(fused, "ENABLED", False)
+    out_ref, grads_ref = _loss_and_grads(model, X, y)
+    monkeypatch.setattr(fused, "ENABLED", True)
+    monkeypatch.setattr(fused, "use_kernel", lambda x: kernel)
+    out, grads = _loss_and_grads(model, X, y)
+    torch.testing.assert_close(out, out_ref, atol=1e-12, rtol=0)
+    for g, g_ref in zip(grads, grads_ref):
+        if g_ref is None:
+            assert g is None or not g.any()
+        else:
+            torch.testing.assert_close(g, g_ref, atol=1e-12 * g_ref.abs().max().item(), rtol=0)
+
+
+def test_inputs_that_need_gradients_keep_second_derivatives():
+    """Physics-informed losses differentiate the network twice in x: inputs that need a
+    gradient take the autograd path (the fused op has first derivatives only)."""
+    model, X, _ = _model([2, 4, 1], torch.float64)
+    X.requires_grad_(True)
+    (gx,) = torch.autograd.grad(model(X).sum(), X, create_graph=True)
+    (hx,) = torch.autograd.grad(gx[:, 0].sum(), X)
+    eps = 1e-5
+    shift = torch.tensor([eps, 0.0], dtype=X.dtype)
+
+    def d0(z):  # first derivative in x_0, by autograd
+        z = z.detach().requires_grad_(True)
+        return torch.autograd.grad(model(z).sum(), z)[0][:, 0]
+
+    fd = (d0(X + shift) - d0(X - shift)) / (2 * eps)
+    torch.testing.assert_close(hx[:, 0], fd, atol=1e-5, rtol=1e-5)
