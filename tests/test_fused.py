@@ -59,7 +59,7 @@ def _loss_and_grads(model, X, y):
 
 
 @pytest.mark.parametrize("kernel", [True, False], ids=["numba", "torch-basis"])
-@pytest.mark.parametrize("width", [[3, 5, 2], [2, (1, 1), 1], [4, (2, 2), 3, 1]])
+@pytest.mark.parametrize("width", [[3, 5, 2], [2, (1, 1), 1], [4, (2, 2), 3, 1], [2, 3, 9, 1]])
 def test_fused_layers_equal_the_autograd_layers(width, kernel, monkeypatch):
     """Same outputs and parameter gradients (masks, symbolic edges, product nodes included)."""
     model, X, y = _model(width, torch.float64)

@@ -86,21 +86,43 @@ def _basis_kernel(k: int):
     return basis
 
 
-def _grad_x_loop(x, g_base, h, dvals, starts, out):  # pragma: no cover - compiled
-    """out[b, i] = silu'(x) g_base[b, i] + sum_r dvals[b, i, r] h[b, i, starts[b, i] + r]:
-    the input gradient from g_base = grad @ w_base_eff^T (B, I) and h = grad @ coef_eff^T
-    viewed (B, I, K), reading only the k + 1 live basis functions."""
+def _grad_x_loop(x, grad, coef_eff, wb_eff, dvals, starts, h, out):  # pragma: no cover
+    """out[b, i] = silu'(x[b, i]) sum_o grad[b, o] wb_eff[i, o]
+                   + sum_r dvals[b, i, r] h[b, i, starts[b, i] + r],
+    h = grad @ coef_eff^T viewed (B, I, K): the input gradient, reading only the k + 1 live
+    basis functions. With few outputs h is formed here, from coef_eff viewed (I, K, O),
+    only where it is read (pass h with a zero-length first axis); with many, BLAS makes it.
+    """
     n_samples, n_in = x.shape
-    n_basis = h.shape[2]
+    n_basis, n_out = coef_eff.shape[1], coef_eff.shape[2]
     s = dvals.shape[2]
+    inline = h.shape[0] == 0
     for b in range(n_samples):
+        gb = grad[b]
         for i in range(n_in):
             xv = x[b, i]
             sig = 1.0 / (1.0 + np.exp(-xv))
-            acc = g_base[b, i] * (sig * (1.0 + xv * (1.0 - sig)))
+            w = wb_eff[i]
+            acc = xv - xv
+            for o in range(n_out):
+                acc += gb[o] * w[o]
+            acc *= sig * (1.0 + xv * (1.0 - sig))
             for r in range(s):  # dead functions have dvals 0
-                acc += dvals[b, i, r] * h[b, i, min(max(starts[b, i] + r, 0), n_basis - 1)]
+                col = min(max(starts[b, i] + r, 0), n_basis - 1)
+                if inline:
+                    c = coef_eff[i, col]
+                    t = xv - xv
+                    for o in range(n_out):
+                        t += gb[o] * c[o]
+                else:
+                    t = h[b, i, col]
+                acc += dvals[b, i, r] * t
             out[b, i] = acc
+
+
+# From this many outputs on, h = grad @ coef_eff^T is one BLAS product rather than k + 1
+# short dot products per sample and input (measured: 16 outputs, 1.2 vs 0.4 ms on 3000 x 16).
+_H_BLAS_MIN_OUT = 8
 
 
 _grad_x_kernel = (numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)(_grad_x_loop)
@@ -187,15 +209,16 @@ class SplineLayerFn(torch.autograd.Function):
             if dbasis[0] is None:
                 raise RuntimeError("SplineLayerFn: x needs a gradient but no basis derivative "
                                    "was given")
-            h = grad @ coef_eff.t()  # (B, I*K)
-            g_base = grad @ wb_eff.t()  # (B, I)
             if ctx.sparse:
                 dvals, starts = dbasis
                 g_x = torch.empty_like(x)
-                _grad_x_kernel(x.contiguous().numpy(), g_base.contiguous().numpy(),
-                               h.view(len(x), n_in, n_basis).numpy(), dvals.numpy(),
-                               starts.numpy(), g_x.numpy())
+                h = (grad @ coef_eff.t() if n_out >= _H_BLAS_MIN_OUT else x.new_empty(0, 1))
+                _grad_x_kernel(x.contiguous().numpy(), grad.contiguous().numpy(),
+                               coef_eff.view(n_in, n_basis, n_out).numpy(),
+                               wb_eff.contiguous().numpy(), dvals.numpy(), starts.numpy(),
+                               h.view(-1, n_in, n_basis).numpy(), g_x.numpy())
             else:
+                h = grad @ coef_eff.t()  # (B, I*K)
                 spline = (dbasis[0] * h).view(len(x), n_in, n_basis).sum(-1)
-                g_x = torch.ops.aten.silu_backward(g_base, x).add_(spline)
+                g_x = torch.ops.aten.silu_backward(grad @ wb_eff.t(), x).add_(spline)
         return g_x, g_coef, g_wsp, g_wb, g_bias, None, None, None
