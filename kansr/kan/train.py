@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .lbfgs import LBFGS
 from .network import KAN
 from .validation import check_xy
 
@@ -39,9 +40,8 @@ def _make_optimizer(model: KAN, opt: str, lr: float | None) -> torch.optim.Optim
     params = [p for p in model.parameters() if p.requires_grad]
     if opt == "lbfgs":
         # Tolerances off: we decide when to stop (steps, early stopping), not LBFGS.
-        return torch.optim.LBFGS(params, lr=lr or 1.0, history_size=10,
-                                 line_search_fn="strong_wolfe", tolerance_grad=1e-32,
-                                 tolerance_change=1e-32)
+        return LBFGS(params, lr=lr or 1.0, history_size=10, tolerance_grad=1e-32,
+                     tolerance_change=1e-32)
     if opt == "adam":
         return torch.optim.Adam(params, lr=lr or 1e-2)
     raise ValueError(f"opt must be 'lbfgs' or 'adam', got {opt!r}")
@@ -150,11 +150,15 @@ def fit(
 
             def closure() -> torch.Tensor:
                 optimizer.zero_grad()
-                mse = torch.mean((model(xb) - yb) ** 2)
-                reg = model.regularization(xr, lamb_l1, lamb_entropy) if lamb > 0 else mse * 0
-                loss = mse + lamb * reg
+                mse = torch.nn.functional.mse_loss(model(xb), yb)
+                if lamb > 0:
+                    reg = model.regularization(xr, lamb_l1, lamb_entropy)
+                    loss = mse + lamb * reg
+                else:
+                    reg = loss = mse
                 loss.backward()
-                record["mse"], record["reg"] = mse.detach(), reg.detach()
+                record["mse"] = mse.detach()
+                record["reg"] = reg.detach() if lamb > 0 else torch.zeros(())
                 return loss
 
             optimizer.step(closure)
