@@ -171,7 +171,7 @@ class LBFGS(torch.optim.Optimizer):
         lr, tol_grad, tol_change = opts["lr"], opts["tolerance_grad"], opts["tolerance_change"]
         with torch.enable_grad():
             orig_loss = closure()
-        loss = float(orig_loss)
+        loss = float(orig_loss.detach())
         g = self._copy(self._g)
         evals = 1
         if self._absmax(g) <= tol_grad:

@@ -1,0 +1,69 @@
+"""kansr's L-BFGS (flat buffers, strong Wolfe) against torch.optim.LBFGS."""
+
+import pytest
+import torch
+
+from kansr.kan.lbfgs import LBFGS
+
+
+def _rosenbrock(x: torch.Tensor) -> torch.Tensor:
+    return (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+
+
+def _minimise(cls, start: torch.Tensor, steps: int, **kw) -> tuple[torch.Tensor, int]:
+    x = torch.nn.Parameter(start.clone())
+    opt = cls([x], lr=1.0, history_size=10, tolerance_grad=1e-32, tolerance_change=1e-32, **kw)
+    evals = [0]
+
+    def closure():
+        evals[0] += 1
+        opt.zero_grad()
+        loss = _rosenbrock(x)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        opt.step(closure)
+    return x.detach(), evals[0]
+
+
+@pytest.mark.parametrize("n", [2, 10])
+def test_reaches_the_rosenbrock_minimum_like_torch(n):
+    start = torch.full((n,), -1.2, dtype=torch.float64)
+    start[1::2] = 1.0
+    ours, ours_evals = _minimise(LBFGS, start, steps=10)
+    ref, ref_evals = _minimise(torch.optim.LBFGS, start, steps=10, line_search_fn="strong_wolfe")
+    torch.testing.assert_close(ref, torch.ones(n, dtype=torch.float64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(ours, torch.ones(n, dtype=torch.float64), atol=1e-6, rtol=0)
+    if n == 2:  # the same algorithm: on this small problem the very same iterates
+        assert ours_evals == ref_evals
+
+
+def test_a_step_is_max_iter_iterations_and_max_eval_evaluations():
+    start = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    _, evals = _minimise(LBFGS, start, steps=1, max_iter=3)
+    assert 3 <= evals <= 3 * 25 // 4 + 1
+
+
+def test_parameters_keep_identity_values_and_gradients():
+    model = torch.nn.Linear(3, 2).double()
+    params, before = list(model.parameters()), [p.detach().clone() for p in model.parameters()]
+    opt = LBFGS(model.parameters(), tolerance_grad=1e-32, tolerance_change=1e-32)
+    assert list(model.parameters()) == params  # same Parameter objects...
+    for p, b in zip(params, before):
+        assert torch.equal(p, b)  # ...same values, now views of one buffer
+    X, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, 2, dtype=torch.float64)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(X), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    model.weight.grad = None  # someone drops a gradient: the next zero_grad reseats it
+    loss = opt.step(closure)
+    assert model.weight.grad is not None
+    lstsq = torch.linalg.lstsq(torch.cat([X, torch.ones(20, 1, dtype=X.dtype)], 1), y).solution
+    torch.testing.assert_close(model.weight.detach(), lstsq[:3].T, atol=1e-10, rtol=0)
+    assert float(loss.detach()) > 0
