@@ -67,3 +67,17 @@ def test_parameters_keep_identity_values_and_gradients():
     lstsq = torch.linalg.lstsq(torch.cat([X, torch.ones(20, 1, dtype=X.dtype)], 1), y).solution
     torch.testing.assert_close(model.weight.detach(), lstsq[:3].T, atol=1e-10, rtol=0)
     assert float(loss.detach()) > 0
+
+
+def test_tensor_bookkeeping_used_off_cpu_gives_the_same_iterates():
+    """On CUDA the recursion runs on the flat tensors themselves; checked here on CPU."""
+    start = torch.tensor([-1.2, 1.0], dtype=torch.float64)
+    ours, _ = _minimise(LBFGS, start, steps=3)
+
+    class TensorLBFGS(LBFGS):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self._np, self._x, self._g = False, self._flat, self._grad
+
+    other, _ = _minimise(TensorLBFGS, start, steps=3)
+    torch.testing.assert_close(other, ours, atol=1e-12, rtol=0)
