@@ -137,8 +137,8 @@ def test_layer_reuses_the_basis_of_an_unchanged_input_only():
     layer = KANLayer(2, 3, grid_size=5, k=3)
     x = torch.rand(200, 2) * 2 - 1
     first = layer(x)
-    for dense in (False, True):  # cached while x is unchanged
-        assert layer._cached_basis(x, dense) is layer._cached_basis(x, dense)
+    for fused in (False, True):  # cached while x is unchanged
+        assert layer._cached_basis(x, fused) is layer._cached_basis(x, fused)
     with torch.no_grad():
         x.mul_(0.5)  # in place: the version counter moves
     torch.testing.assert_close(layer(x), layer(x.clone()), atol=0, rtol=0)

@@ -92,7 +92,7 @@ class KANLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_dim, dtype=dtype))
         self.symbolic: dict[tuple[int, int], SymbolicEdge] = {}
         self._table: tuple | None = None  # (grid tensor, its version, SplineTable)
-        self._basis_cache: tuple | None = None  # (weakref to x, its version, table, dense, basis)
+        self._basis_cache: tuple | None = None  # (weakref to x, its version, table, fused, basis)
 
     @torch.no_grad()
     def init_linear(self, cols: list[int], generator: torch.Generator | None = None) -> None:
@@ -126,8 +126,8 @@ class KANLayer(nn.Module):
             cached = self._table = (grid, version, basis_table(grid, self.k))
         return cached[2]
 
-    def _cached_basis(self, x: torch.Tensor, dense: bool):
-        """Basis of x, (K, I, B) or `fused.dense_basis`'s (B, I*K), reused while x and the grid
+    def _cached_basis(self, x: torch.Tensor, fused: bool):
+        """Basis of x, (K, I, B) or (fused) a `fused.LayerBasis`, reused while x and the grid
         are unchanged.
 
         Full-batch training feeds the same X to the first layer at every LBFGS evaluation;
@@ -138,16 +138,18 @@ class KANLayer(nn.Module):
         table = self.spline_table()
 
         def compute():
-            return _fused.dense_basis(x, table, False)[0] if dense else eval_basis_kib(x, table)
+            if fused:
+                return _fused.layer_basis(x, table, False, self.out_dim)
+            return eval_basis_kib(x, table)
 
         if x.requires_grad or not torch.is_grad_enabled() or x.is_inference():
             return compute()
         cached = self._basis_cache
         if cached is not None and cached[0]() is x and cached[1] == x._version \
-                and cached[2] is table and cached[3] == dense:
+                and cached[2] is table and cached[3] == fused:
             return cached[4]
         basis = compute()
-        self._basis_cache = (weakref.ref(x), x._version, table, dense, basis)
+        self._basis_cache = (weakref.ref(x), x._version, table, fused, basis)
         return basis
 
     def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
@@ -162,13 +164,13 @@ class KANLayer(nn.Module):
         live = self.mask * (1.0 - self.sym_mask)
         if fused:
             if x.requires_grad and torch.is_grad_enabled():
-                basis, dbasis = _fused.dense_basis(x, self.spline_table(), True)
+                basis = _fused.layer_basis(x, self.spline_table(), True, self.out_dim)
             else:
-                basis, dbasis = self._cached_basis(x, dense=True), None
+                basis = self._cached_basis(x, fused=True)
             out = _fused.SplineLayerFn.apply(x, self.coef, self.w_sp, self.w_base, self.bias,
-                                             live, basis, dbasis)
+                                             live, basis)
         else:
-            basis = self._cached_basis(x, dense=False)  # (K, I, B)
+            basis = self._cached_basis(x, fused=False)  # (K, I, B)
             coef = self.coef * (self.w_sp * live).unsqueeze(-1)  # (I, O, K)
             # (K*I, B)^T @ (K*I, O): BLAS reads the transposed basis in place, no copy.
             out = basis.flatten(0, 1).t() @ coef.permute(2, 0, 1).reshape(-1, self.out_dim)
