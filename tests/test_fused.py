@@ -97,3 +97,27 @@ def test_inputs_that_need_gradients_keep_second_derivatives():
 
     fd = (d0(X + shift) - d0(X - shift)) / (2 * eps)
     torch.testing.assert_close(hx[:, 0], fd, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("width", [[3, 5, 2], [2, (1, 1), 1], [4, (2, 2), 3, 1], [2, 3, 9, 1],
+                                   [3, (0, 2), 1]])
+def test_network_mse_equals_autograd(width, monkeypatch):
+    """The autograd-free loss used by `fit`: same MSE, same gradient for every parameter."""
+    model, X, y = _model(width, torch.float64)
+    model.layers[0].unfix_edge(1, 0)  # NetworkMSE serves networks without symbolic edges
+    if len(model.layers[-1].mask) > 1:
+        model.layers[-1].mask[1, 0] = 0.0
+    assert fused.NetworkMSE.supports(model, X)
+    monkeypatch.setattr(fused, "ENABLED", False)
+    ref, grads_ref = _loss_and_grads(model, X, y)
+    model.zero_grad(set_to_none=True)
+    mse = fused.NetworkMSE(model, X, y)()
+    torch.testing.assert_close(mse, torch.mean((ref - y) ** 2), atol=1e-14, rtol=0)
+    for p, g_ref in zip(model.parameters(), grads_ref):
+        if g_ref is None or not g_ref.any():
+            assert p.grad is None or not p.grad.any()
+        else:
+            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
+                                       rtol=0)
+    model.layers[0].fix_edge(0, 1, "x**2")
+    assert not fused.NetworkMSE.supports(model, X)

@@ -139,7 +139,7 @@ class KANLayer(nn.Module):
 
         def compute():
             if fused:
-                return _fused.layer_basis(x, table, False, self.out_dim)
+                return _fused.layer_basis(x, table, False, self.out_dim, reused=True)
             return eval_basis_kib(x, table)
 
         if x.requires_grad or not torch.is_grad_enabled() or x.is_inference():

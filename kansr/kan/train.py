@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from .fused import NetworkMSE
 from .lbfgs import LBFGS
 from .network import KAN
 from .validation import check_xy
@@ -135,6 +136,8 @@ def fit(
         return None if n >= len(X) else torch.randperm(len(X), generator=gen)[:n].to(device)
 
     ridx_fixed = draw(reg_samples)
+    # Without symbolic edges the MSE and its gradient skip autograd (`fused.NetworkMSE`).
+    full_mse = NetworkMSE(model, X, y) if NetworkMSE.supports(model, X) else None
     bar = tqdm(range(steps), disable=not progress, desc="fit", leave=False)
     try:
         for step in bar:
@@ -148,15 +151,23 @@ def fit(
             xr = X if ridx_fixed is None else X[ridx_fixed]
             record: dict[str, torch.Tensor] = {}
 
+            net_mse = full_mse if idx is None else \
+                NetworkMSE(model, xb, yb) if NetworkMSE.supports(model, xb) else None
+
             def closure() -> torch.Tensor:
                 optimizer.zero_grad()
-                mse = torch.nn.functional.mse_loss(model(xb), yb)
+                if net_mse is not None:
+                    mse = net_mse()  # gradient already in .grad
+                else:
+                    mse = torch.nn.functional.mse_loss(model(xb), yb)
+                    if lamb == 0:
+                        mse.backward()
                 if lamb > 0:
                     reg = model.regularization(xr, lamb_l1, lamb_entropy)
                     loss = mse + lamb * reg
+                    (lamb * reg if net_mse is not None else loss).backward()
                 else:
                     reg = loss = mse
-                loss.backward()
                 record["mse"] = mse.detach()
                 record["reg"] = reg.detach() if lamb > 0 else torch.zeros(())
                 return loss
