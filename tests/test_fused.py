@@ -25,22 +25,18 @@ def test_kernel_basis_and_derivative_match_the_torch_ops(k, uniform):
     table = basis_table(grid, k)
     ref, dref = eval_basis_kib(x, table, with_grad=True)
     ref, dref = ref.permute(2, 1, 0), dref.permute(2, 1, 0)  # (B, I, K)
-    dense = fused.layer_basis(x, table, True, n_out=fused.SPARSE_MAX_OUT, kernel=True)
-    sparse = fused.layer_basis(x, table, True, n_out=1, kernel=True)
-    assert dense.vals is None and sparse.dense is None
-    torch.testing.assert_close(dense.dense.view_as(ref), ref, atol=1e-12, rtol=0)
-    assert torch.equal(sparse.starts, dense.starts) and torch.equal(sparse.dvals, dense.dvals)
-
-    def scatter(vals):  # live values (B, I, k + 1) from starts -> dense (B, I, K)
-        out = torch.zeros(len(x), 3, ref.shape[-1] + 2 * (k + 1), dtype=x.dtype)
-        cols = (dense.starts + k + 1).unsqueeze(-1) + torch.arange(k + 1)
-        return out.scatter_add_(2, cols, vals)[..., k + 1:-(k + 1)]
-
-    torch.testing.assert_close(scatter(sparse.vals), ref, atol=1e-12, rtol=0)
+    basis = fused.layer_basis(x, table, True, kernel=True)
+    torch.testing.assert_close(basis.dense.view_as(ref), ref, atol=1e-12, rtol=0)
+    # The live derivatives, scattered back to the dense layout.
+    dense = torch.zeros(len(x), 3, ref.shape[-1] + 2 * (k + 1), dtype=x.dtype)
+    cols = (basis.starts + k + 1).unsqueeze(-1) + torch.arange(k + 1)
+    dense = dense.scatter_add_(2, cols, basis.dvals)[..., k + 1:-(k + 1)]
     scale = dref.abs().max()
-    torch.testing.assert_close(scatter(dense.dvals) / scale, dref / scale, atol=1e-12, rtol=0)
-    no_grad = fused.layer_basis(x, table, False, n_out=fused.SPARSE_MAX_OUT, kernel=True)
-    assert no_grad.dvals is None and torch.equal(no_grad.dense, dense.dense)
+    torch.testing.assert_close(dense / scale, dref / scale, atol=1e-12, rtol=0)
+    no_grad = fused.layer_basis(x, table, False, kernel=True)
+    assert no_grad.dvals is None and torch.equal(no_grad.dense, basis.dense)
+    torch_ops = fused.layer_basis(x, table, True, kernel=False)
+    torch.testing.assert_close(torch_ops.ddense.view_as(dref), dref, atol=0, rtol=0)
 
 
 def _model(width, dtype) -> tuple[KAN, torch.Tensor, torch.Tensor]:

@@ -49,10 +49,11 @@ def _basis_kernel(k: int):
     s = k + 1
 
     @numba.njit(nogil=True, fastmath=_FASTMATH)
-    def basis(x, grid, pieces, dense, vals, dvals, starts, to_dense, with_grad):  # pragma: no cover
-        """Basis of x (B, I): into dense (B, I, K) if to_dense, else the values of the k + 1
-        live functions into vals (B, I, k + 1); their first column into starts (B, I), and
-        with_grad their derivatives into dvals (B, I, k + 1).
+    def basis(x, grid, pieces, dense, dvals, starts, with_grad):  # pragma: no cover
+        """Basis of x (B, I) added into dense (B, I, K), zeroed by the caller (zeroing here,
+        then adding to the same cells, stalled on store forwarding: 2-2.5x slower); with_grad:
+        the derivatives of the k + 1 live functions into dvals (B, I, k + 1) and the column
+        of the first into starts (B, I).
 
         The interval is the number of knots <= x (a branch-free count: grids are short).
         Its k + 1 live functions are Horner sums of the table's power-form pieces, the
@@ -65,15 +66,10 @@ def _basis_kernel(k: int):
         for b in range(n_samples):
             for i in range(n_in):
                 xv = x[b, i]
-                if to_dense:
-                    row = dense[b, i]
-                    for c in range(n_basis):
-                        row[c] = 0.0
                 lo = 0
                 for q in range(n):
                     lo += grid[i, q] <= xv
                 start = lo - s
-                starts[b, i] = start
                 p = pieces[i, lo]
                 u = (xv - p[0]) * p[1] + p[2]
                 for r in range(s):
@@ -82,58 +78,13 @@ def _basis_kernel(k: int):
                     for d in range(k - 1, -1, -1):
                         dv = dv * u + v
                         v = v * u + p[3 + d * s + r]
-                    if to_dense:
-                        row[min(max(start + r, 0), n_basis - 1)] += v
-                    else:
-                        vals[b, i, r] = v
+                    dense[b, i, min(max(start + r, 0), n_basis - 1)] += v
                     if with_grad:
                         dvals[b, i, r] = dv * p[1]
+                if with_grad:
+                    starts[b, i] = start
 
     return basis
-
-
-def _contract_loop(vals, starts, coef_eff, out):  # pragma: no cover - compiled
-    """out[b, o] += sum_i sum_r vals[b, i, r] coef_eff[i, starts[b, i] + r, o]: the spline
-    part of a layer from the live basis values, coef_eff viewed (I, K, O)."""
-    n_samples, n_in, s = vals.shape
-    n_basis, n_out = coef_eff.shape[1], coef_eff.shape[2]
-    if n_out == 1:  # one output: sum in a register, not through out (2x faster)
-        for b in range(n_samples):
-            acc = out[b, 0] - out[b, 0]
-            for i in range(n_in):
-                start = starts[b, i]
-                for r in range(s):
-                    acc += vals[b, i, r] * coef_eff[i, min(max(start + r, 0), n_basis - 1), 0]
-            out[b, 0] += acc
-        return
-    for b in range(n_samples):
-        for i in range(n_in):
-            for r in range(s):
-                col = min(max(starts[b, i] + r, 0), n_basis - 1)
-                v = vals[b, i, r]
-                for o in range(n_out):
-                    out[b, o] += v * coef_eff[i, col, o]
-
-
-def _contract_grad_loop(vals, starts, grad, g_coef):  # pragma: no cover - compiled
-    """g_coef[i, starts[b, i] + r, o] += vals[b, i, r] grad[b, o]: the transpose of
-    `_contract_loop`, the gradient of coef_eff viewed (I, K, O) (zeroed by the caller)."""
-    n_samples, n_in, s = vals.shape
-    n_basis, n_out = g_coef.shape[1], g_coef.shape[2]
-    for b in range(n_samples):
-        if n_out == 1:  # one output: its gradient in a register (2.4x faster)
-            g = grad[b, 0]
-            for i in range(n_in):
-                start = starts[b, i]
-                for r in range(s):
-                    g_coef[i, min(max(start + r, 0), n_basis - 1), 0] += vals[b, i, r] * g
-            continue
-        for i in range(n_in):
-            for r in range(s):
-                col = min(max(starts[b, i] + r, 0), n_basis - 1)
-                v = vals[b, i, r]
-                for o in range(n_out):
-                    g_coef[i, col, o] += v * grad[b, o]
 
 
 def _grad_x_loop(grad, coef_eff, dvals, starts, h, out):  # pragma: no cover - compiled
@@ -172,8 +123,6 @@ def _compile(fn):
 
 
 _grad_x_kernel = _compile(_grad_x_loop)
-_contract_kernel = _compile(_contract_loop)
-_contract_grad_kernel = _compile(_contract_grad_loop)
 
 
 def use_kernel(x: torch.Tensor) -> bool:
@@ -182,35 +131,22 @@ def use_kernel(x: torch.Tensor) -> bool:
 
 
 class LayerBasis(NamedTuple):
-    """The basis of a layer's input x (B, I) in one of two forms, plus its x-derivative.
+    """The basis of a layer's input x (B, I), dense (B, I*K), and its x-derivative when x
+    needs a gradient: the k + 1 live functions' derivatives dvals (B, I, k + 1) from column
+    starts (B, I) (compiled kernel), or the dense ddense (B, I*K) (torch ops)."""
 
-    dense (B, I*K) for BLAS products (layers with many outputs), or the k + 1 live values
-    per sample and input: vals (B, I, k + 1) from column starts (B, I) on (few outputs: a
-    (k + 1) / K share of the work, no (B, I*K) matrix). The derivative, when x needs a
-    gradient: dvals (B, I, k + 1) from the same starts (compiled kernel), or ddense (B, I*K)
-    (torch ops).
-    """
-
-    dense: torch.Tensor | None = None
-    vals: torch.Tensor | None = None
-    starts: torch.Tensor | None = None
+    dense: torch.Tensor
     dvals: torch.Tensor | None = None
+    starts: torch.Tensor | None = None
     ddense: torch.Tensor | None = None
 
 
-# Hidden layers (basis recomputed at every evaluation) with fewer outputs than this contract
-# the live basis values in the compiled loop; with more, writing the dense basis and one BLAS
-# product is faster. A basis computed once per fit (the first layer's) is always dense.
-SPARSE_MAX_OUT = 8
+def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool,
+                kernel: bool | None = None) -> LayerBasis:
+    """Basis of x (B, I), with its derivative if `with_grad`.
 
-
-def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool, n_out: int,
-                kernel: bool | None = None, reused: bool = False) -> LayerBasis:
-    """Basis of x (B, I) for a layer with n_out outputs, with its derivative if `with_grad`.
-
-    `reused`: the basis serves many evaluations (the dense form then costs nothing extra).
-    `kernel` forces the compiled loop (True) or the torch ops (False, dense only); None
-    picks the loop on CPU when numba is installed.
+    `kernel` forces the compiled loop (True) or the torch ops (False); None picks the loop
+    on CPU when numba is installed.
     """
     x = x.detach()
     grid, pieces = table.grid, table.pieces
@@ -219,16 +155,14 @@ def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool, n_out: int
     n_rows, n_in = x.shape
     n_basis, s = grid.shape[1] - table.k - 1, table.k + 1
     if kernel if kernel is not None else use_kernel(x):
-        sparse = n_out < SPARSE_MAX_OUT and not reused
-        dense = x.new_empty(n_rows if not sparse else 0, n_in, n_basis)
-        vals = x.new_empty(n_rows if sparse else 0, n_in, s)
+        dense = x.new_zeros(n_rows, n_in, n_basis)
         dvals = x.new_empty(n_rows if with_grad else 0, n_in, s)
-        starts = torch.empty(n_rows, n_in, dtype=torch.int64)
+        starts = torch.empty(n_rows if with_grad else 0, n_in, dtype=torch.int64)
         _basis_kernel(table.k)(x.contiguous().numpy(), grid.numpy(), pieces.numpy(),
-                               dense.numpy(), vals.numpy(), dvals.numpy(), starts.numpy(),
-                               not sparse, with_grad)
-        return LayerBasis(None if sparse else dense.view(n_rows, -1),
-                          vals if sparse else None, starts, dvals if with_grad else None)
+                               dense.numpy(), dvals.numpy(), starts.numpy(), with_grad)
+        if not with_grad:
+            return LayerBasis(dense.view(n_rows, -1))
+        return LayerBasis(dense.view(n_rows, -1), dvals, starts)
     if not with_grad:
         return LayerBasis(eval_basis_kib(x, table).permute(2, 1, 0).reshape(n_rows, -1))
     basis, dbasis = eval_basis_kib(x, table, with_grad=True)
@@ -257,12 +191,7 @@ def layer_forward(x, coef, w_sp, w_base, bias, live, basis: LayerBasis):
     coef_eff = (coef * scale.unsqueeze(-1)).transpose(1, 2).reshape(n_in * n_basis, n_out)
     wb_eff = w_base * live
     act = torch.nn.functional.silu(x)
-    out = torch.addmm(bias, act, wb_eff)
-    if basis.dense is not None:
-        out.addmm_(basis.dense, coef_eff)
-    else:
-        _contract_kernel(basis.vals.numpy(), basis.starts.numpy(),
-                         coef_eff.view(n_in, n_basis, n_out).numpy(), out.numpy())
+    out = torch.addmm(bias, act, wb_eff).addmm_(basis.dense, coef_eff)
     return out, _Saved(x, coef, scale, live, coef_eff, wb_eff, act, basis)
 
 
@@ -273,14 +202,8 @@ def layer_backward(saved: _Saved, grad: torch.Tensor, need: tuple[bool, ...]):
     n_in, n_out, n_basis = coef.shape
     g_x = g_coef = g_wsp = g_wb = g_bias = None
     if need[1] or need[2]:
-        if basis.dense is not None:  # (I*K, B) @ (B, O)
-            g_raw = basis.dense.t() @ grad
-        else:
-            g_raw = grad.new_zeros(n_in * n_basis, n_out)
-            _contract_grad_kernel(basis.vals.numpy(), basis.starts.numpy(),
-                                  grad.contiguous().numpy(),
-                                  g_raw.view(n_in, n_basis, n_out).numpy())
-        g_raw = g_raw.view(n_in, n_basis, n_out).transpose(1, 2)  # (I, O, K)
+        # (I*K, B) @ (B, O) -> (I, K, O) -> (I, O, K)
+        g_raw = (basis.dense.t() @ grad).view(n_in, n_basis, n_out).transpose(1, 2)
         if need[1]:
             g_coef = g_raw * scale.unsqueeze(-1)
         if need[2]:
@@ -346,6 +269,8 @@ class NetworkMSE:
     def __init__(self, model, X: torch.Tensor, y: torch.Tensor) -> None:
         self.model, self.X, self.y = model, X, y
         self._basis0: tuple | None = None  # (table, LayerBasis) of X on the first layer
+        # Masks do not change while a fit runs (pruning happens between fits).
+        self._live = [layer.mask * (1.0 - layer.sym_mask) for layer in model.layers]
 
     @staticmethod
     def supports(model, X: torch.Tensor) -> bool:
@@ -356,8 +281,7 @@ class NetworkMSE:
     def _first_basis(self, layer) -> LayerBasis:
         table = layer.spline_table()
         if self._basis0 is None or self._basis0[0] is not table:
-            self._basis0 = (table, layer_basis(self.X, table, False, layer.out_dim,
-                                               reused=True))
+            self._basis0 = (table, layer_basis(self.X, table, False))
         return self._basis0[1]
 
     @torch.no_grad()
@@ -366,9 +290,9 @@ class NetworkMSE:
         model, x = self.model, self.X
         saved, subnodes = [], []
         for l, layer in enumerate(model.layers):
-            live = layer.mask * (1.0 - layer.sym_mask)
+            live = self._live[l]
             basis = (self._first_basis(layer) if l == 0 else
-                     layer_basis(x, layer.spline_table(), True, layer.out_dim))
+                     layer_basis(x, layer.spline_table(), True))
             z, sv = layer_forward(x, layer.coef, layer.w_sp, layer.w_base, layer.bias, live,
                                   basis)
             saved.append(sv)

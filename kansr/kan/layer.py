@@ -139,7 +139,7 @@ class KANLayer(nn.Module):
 
         def compute():
             if fused:
-                return _fused.layer_basis(x, table, False, self.out_dim, reused=True)
+                return _fused.layer_basis(x, table, False)
             return eval_basis_kib(x, table)
 
         if x.requires_grad or not torch.is_grad_enabled() or x.is_inference():
@@ -164,7 +164,7 @@ class KANLayer(nn.Module):
         live = self.mask * (1.0 - self.sym_mask)
         if fused:
             if x.requires_grad and torch.is_grad_enabled():
-                basis = _fused.layer_basis(x, self.spline_table(), True, self.out_dim)
+                basis = _fused.layer_basis(x, self.spline_table(), True)
             else:
                 basis = self._cached_basis(x, fused=True)
             out = _fused.SplineLayerFn.apply(x, self.coef, self.w_sp, self.w_base, self.bias,
