@@ -7,15 +7,18 @@ evaluation whatever the size. Here the same function is
 
     out = basis(x) @ coef_eff + silu(x) @ w_base_eff + bias,
 
-with the dense basis (B, I*K) and its x-derivative written by one compiled loop (numba, on
-CPU) and the gradients of coef, w_sp, w_base, bias and x computed directly from the saved
-basis. The result equals the autograd path to rounding (tests compare both).
+with the dense basis (B, I*K) and the derivatives of its live functions written by one
+compiled loop (numba, on CPU; torch ops elsewhere), and the gradients of coef, w_sp, w_base,
+bias and x computed directly from the saved basis (`layer_forward`, `layer_backward`).
+
+Two users: `SplineLayerFn`, the autograd op `KAN.forward` uses for inputs that need no
+gradient, and `NetworkMSE`, the loss and gradient `fit` evaluates with no autograd graph at
+all. Both equal the autograd layers to rounding (tests compare all three).
 
 The backward pass is not itself differentiable: callers that need second derivatives in x
 (physics-informed losses) use the autograd path, which `KAN.forward` picks whenever its input
 requires grad.
 """
-
 from __future__ import annotations
 
 import functools
@@ -274,8 +277,11 @@ class NetworkMSE:
 
     @staticmethod
     def supports(model, X: torch.Tensor) -> bool:
-        """CPU rows that need no gradient, numba present, no symbolic edges."""
-        return (ENABLED and use_kernel(X) and not X.requires_grad
+        """A KAN (not another network `fit` trains, e.g. a baseline MLP), CPU rows that need
+        no gradient, numba present, no symbolic edges."""
+        from .network import KAN  # network imports this module
+
+        return (ENABLED and isinstance(model, KAN) and use_kernel(X) and not X.requires_grad
                 and all(not layer.symbolic for layer in model.layers))
 
     def _first_basis(self, layer) -> LayerBasis:
