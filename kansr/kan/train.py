@@ -35,6 +35,7 @@ class History:
     best_step: int | None = None
     stopped_early: bool = False
     interrupted: bool = False
+    n_evals: int = 0  # loss and gradient evaluations (an L-BFGS step makes up to 25)
 
 
 def _make_optimizer(model: KAN, opt: str, lr: float | None) -> torch.optim.Optimizer:
@@ -155,6 +156,7 @@ def fit(
                 NetworkMSE(model, xb, yb) if NetworkMSE.supports(model, xb) else None
 
             def closure() -> torch.Tensor:
+                history.n_evals += 1
                 optimizer.zero_grad()
                 if net_mse is not None:
                     mse = net_mse()  # gradient already in .grad
