@@ -122,7 +122,14 @@ _H_BLAS_MIN_OUT = 8
 
 
 def _compile(fn):
-    return numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)(fn) if numba else None
+    """njit with an on-disk cache; without a writable cache location (numba raises at
+    decoration), compile per process instead."""
+    if numba is None:
+        return None
+    try:
+        return numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)(fn)
+    except RuntimeError:  # pragma: no cover - read-only install and home
+        return numba.njit(nogil=True, fastmath=_FASTMATH)(fn)
 
 
 _grad_x_kernel = _compile(_grad_x_loop)
