@@ -117,3 +117,20 @@ def test_network_mse_equals_autograd(width, monkeypatch):
                                        rtol=0)
     model.layers[0].fix_edge(0, 1, "x**2")
     assert not fused.NetworkMSE.supports(model, X)
+
+
+def test_network_mse_with_three_factor_products(monkeypatch):
+    model = KAN([3, (1, 2), 1], grid=4, mult_arity=3, seed=2, dtype="float64")
+    gen = torch.Generator().manual_seed(5)
+    X = torch.rand(200, 3, generator=gen, dtype=torch.float64) * 2 - 1
+    y = X.prod(1, keepdim=True)
+    monkeypatch.setattr(fused, "ENABLED", False)
+    ref, grads_ref = _loss_and_grads(model, X, y)
+    model.zero_grad(set_to_none=True)
+    fused.NetworkMSE(model, X, y)()
+    for p, g_ref in zip(model.parameters(), grads_ref):
+        if g_ref is not None and g_ref.any():
+            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
+                                       rtol=0)
+    f = torch.tensor([[2.0, 0.0, 3.0]])  # a zero factor: no division by it
+    torch.testing.assert_close(fused._exclusive_products(f), torch.tensor([[0.0, 6.0, 0.0]]))
