@@ -74,12 +74,9 @@ class LBFGS(torch.optim.Optimizer):
 
     def zero_grad(self, set_to_none: bool = True) -> None:  # noqa: ARG002 - always in place
         """Zero the flat gradient buffer (in place: parameters keep their gradient views)."""
-        if any(p.grad is not v for p, v in zip(self._params, self._grad_views)):
-            # someone replaced a .grad: take its values, then seat the view again
-            for p, v in zip(self._params, self._grad_views):
-                if p.grad is not v:
-                    v.copy_(p.grad if p.grad is not None else torch.zeros_like(v))
-                    p.grad = v
+        for p, v in zip(self._params, self._grad_views):
+            if p.grad is not v:  # someone replaced or dropped a .grad: seat the view again
+                p.grad = v
         self._grad.zero_()
 
     # -------------------------------------------------------------- array helpers
