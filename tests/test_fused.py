@@ -140,5 +140,18 @@ def test_network_mse_with_three_factor_products(monkeypatch):
         if g_ref is not None and g_ref.any():
             torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
                                        rtol=0)
-    f = torch.tensor([[2.0, 0.0, 3.0]])  # a zero factor: no division by it
-    torch.testing.assert_close(fused._exclusive_products(f), torch.tensor([[0.0, 6.0, 0.0]]))
+    # A factor that is exactly 0 everywhere: the others' gradients vanish, its own is the
+    # product of the others (no division by a factor).
+    with torch.no_grad():
+        first = model.layers[0]
+        for param in (first.coef, first.w_base):
+            param[:, 1] = 0.0
+        first.bias[1] = 0.0
+    ref, grads_ref = _loss_and_grads(model, X, y)
+    assert grads_ref[0][:, 1].abs().max() > 0
+    model.zero_grad(set_to_none=True)
+    fused.NetworkMSE(model, X, y)()
+    for p, g_ref in zip(model.parameters(), grads_ref):
+        if g_ref is not None:
+            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
+                                       rtol=0)

@@ -21,7 +21,6 @@ requires grad.
 """
 from __future__ import annotations
 
-import functools
 import os
 from typing import NamedTuple
 
@@ -29,118 +28,16 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import kernels
 from .spline import SplineTable, eval_basis_kib
-
-try:  # numba compiles the CPU basis loop; without it the basis comes from torch ops
-    import numba
-except ImportError:  # pragma: no cover - numba is a core dependency
-    numba = None
 
 # KANSR_FUSED=0 turns the fused path off (debugging, comparing against the autograd path).
 ENABLED = os.environ.get("KANSR_FUSED", "1") != "0"
 
 
-# Reassociation and fused multiply-adds let the compiler vectorise the knot count and the
-# Horner sums (1.4x faster on 32 x 4,096); no-NaN/no-inf flags are left out so NaN inputs
-# stay NaN-safe.
-_FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
-
-
-@functools.lru_cache(maxsize=None)
-def _basis_kernel(k: int):
-    """The compiled basis loop for spline order k (a compile-time constant: Horner unrolls,
-    2x faster than a loop over a runtime k). Compiled on first use, about 0.5 s."""
-    s = k + 1
-
-    @numba.njit(nogil=True, fastmath=_FASTMATH)
-    def basis(x, grid, pieces, dense, dvals, starts, with_grad):  # pragma: no cover
-        """Basis of x (B, I) added into dense (B, I, K), zeroed by the caller (zeroing here,
-        then adding to the same cells, stalled on store forwarding: 2-2.5x slower); with_grad:
-        the derivatives of the k + 1 live functions into dvals (B, I, k + 1) and the column
-        of the first into starts (B, I).
-
-        The interval is the number of knots <= x (a branch-free count: grids are short).
-        Its k + 1 live functions are Horner sums of the table's power-form pieces, the
-        derivative a second Horner sum alongside. Dead functions (the grid's ends, or x
-        outside it: table rows 0 and n) have zero pieces and add 0 at a clamped column.
-        """
-        n_samples, n_in = x.shape
-        n = grid.shape[1]
-        n_basis = n - s
-        for b in range(n_samples):
-            for i in range(n_in):
-                xv = x[b, i]
-                lo = 0
-                for q in range(n):
-                    lo += grid[i, q] <= xv
-                start = lo - s
-                p = pieces[i, lo]
-                u = (xv - p[0]) * p[1] + p[2]
-                for r in range(s):
-                    v = p[3 + k * s + r]
-                    dv = v - v
-                    for d in range(k - 1, -1, -1):
-                        dv = dv * u + v
-                        v = v * u + p[3 + d * s + r]
-                    dense[b, i, min(max(start + r, 0), n_basis - 1)] += v
-                    if with_grad:
-                        dvals[b, i, r] = dv * p[1]
-                if with_grad:
-                    starts[b, i] = start
-
-    return basis
-
-
-def _grad_x_loop(grad, coef_eff, dvals, starts, h, out):  # pragma: no cover - compiled
-    """out[b, i] += sum_r dvals[b, i, r] h[b, i, starts[b, i] + r], h = grad @ coef_eff^T
-    viewed (B, I, K): the spline part of the input gradient, reading only the k + 1 live
-    basis functions. With few outputs h is formed here, from coef_eff viewed (I, K, O), only
-    where it is read (pass h with a zero-length first axis); with many, BLAS makes it.
-    (The silu part is one vectorised torch op: with a scalar exp here the kernel was 2-5x
-    slower.)
-    """
-    n_samples, n_in = starts.shape
-    n_basis, n_out = coef_eff.shape[1], coef_eff.shape[2]
-    s = dvals.shape[2]
-    inline = h.shape[0] == 0
-    for b in range(n_samples):
-        for i in range(n_in):
-            acc = out[b, i]
-            for r in range(s):  # dead functions have dvals 0
-                col = min(max(starts[b, i] + r, 0), n_basis - 1)
-                if inline:
-                    t = acc - acc
-                    for o in range(n_out):
-                        t += grad[b, o] * coef_eff[i, col, o]
-                else:
-                    t = h[b, i, col]
-                acc += dvals[b, i, r] * t
-            out[b, i] = acc
-
-
-# From this many outputs on, h = grad @ coef_eff^T is one BLAS product rather than k + 1
-# short dot products per sample and input (measured on 3,000 x 16 inputs with 16 outputs:
-# 0.98 ms inline, 0.36 ms through BLAS).
-_H_BLAS_MIN_OUT = 8
-
-
-def _compile(fn):
-    """njit with an on-disk cache; without a writable cache location (numba raises at
-    decoration), compile per process instead."""
-    if numba is None:
-        return None
-    try:
-        return numba.njit(cache=True, nogil=True, fastmath=_FASTMATH)(fn)
-    except RuntimeError:  # pragma: no cover - read-only install and home
-        return numba.njit(nogil=True, fastmath=_FASTMATH)(fn)
-
-
-_grad_x_kernel = _compile(_grad_x_loop)
-
-
 def use_kernel(x: torch.Tensor) -> bool:
     """Whether the compiled CPU basis kernel serves x (else torch ops do)."""
-    return numba is not None and x.device.type == "cpu"
+    return kernels.numba is not None and x.device.type == "cpu"
 
 
 class LayerBasis(NamedTuple):
@@ -168,10 +65,10 @@ def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool,
     n_rows, n_in = x.shape
     n_basis, s = grid.shape[1] - table.k - 1, table.k + 1
     if kernel if kernel is not None else use_kernel(x):
-        dense = x.new_zeros(n_rows, n_in, n_basis)
+        dense = x.new_empty(n_rows, n_in, n_basis)
         dvals = x.new_empty(n_rows if with_grad else 0, n_in, s)
         starts = torch.empty(n_rows if with_grad else 0, n_in, dtype=torch.int64)
-        _basis_kernel(table.k)(x.contiguous().numpy(), grid.numpy(), pieces.numpy(),
+        kernels.basis_kernel(table.k)(x.contiguous().numpy(), grid.numpy(), pieces.numpy(),
                                dense.numpy(), dvals.numpy(), starts.numpy(), with_grad)
         return LayerBasis(dense.view(n_rows, -1), *((dvals, starts) if with_grad else ()))
     if not with_grad:
@@ -228,8 +125,8 @@ def layer_backward(saved: _Saved, grad: torch.Tensor, need: tuple[bool, ...]):
             raise RuntimeError("x needs a gradient but its basis has no derivative")
         g_x = torch.ops.aten.silu_backward(grad @ wb_eff.t(), x).contiguous()  # silu part
         if basis.dvals is not None:  # + the spline part, in place
-            h = (grad @ coef_eff.t() if n_out >= _H_BLAS_MIN_OUT else x.new_empty(0, 1))
-            _grad_x_kernel(grad.contiguous().numpy(),
+            h = (grad @ coef_eff.t() if n_out >= kernels.H_BLAS_MIN_OUT else x.new_empty(0, 1))
+            kernels.grad_x_spline(grad.contiguous().numpy(),
                            coef_eff.view(n_in, n_basis, n_out).numpy(),
                            basis.dvals.numpy(), basis.starts.numpy(),
                            h.view(-1, n_in, n_basis).numpy(), g_x.numpy())
@@ -257,30 +154,83 @@ class SplineLayerFn(torch.autograd.Function):
         return (*layer_backward(ctx.saved, grad, ctx.needs_input_grad[:5]), None, None)
 
 
-def _exclusive_products(f: torch.Tensor) -> torch.Tensor:
-    """others[..., j] = prod_{j' != j} f[..., j'] (no division: factors may be 0)."""
-    ones = torch.ones_like(f[..., :1])
-    left = torch.cat([ones, f[..., :-1]], -1).cumprod(-1)
-    right = torch.cat([ones, f.flip(-1)[..., :-1]], -1).cumprod(-1).flip(-1)
-    return left * right
+class _LayerBuffers:
+    """Scratch arrays of one layer for `NetworkMSE` (B rows), numpy views for the kernels."""
+
+    def __init__(self, n_rows: int, coef: torch.Tensor, k: int, n_next: int) -> None:
+        n_in, n_out, n_basis = coef.shape
+        def empty(*shape, dtype=coef.dtype):
+            return torch.empty(shape, dtype=dtype).numpy()
+
+        self.shape = tuple(coef.shape)
+        self.sig_t = torch.empty(n_rows, n_in, dtype=coef.dtype)
+        self.sig = self.sig_t.numpy()
+        self.dense = empty(n_rows, n_in * (n_basis + 1))
+        self.dense3 = self.dense.reshape(n_rows, n_in, n_basis + 1)
+        self.dvals, self.dsilu = empty(n_rows, n_in, k + 1), empty(n_rows, n_in)
+        self.starts = empty(n_rows, n_in, dtype=torch.int64)
+        self.coef_eff = empty(n_in * (n_basis + 1), n_out)
+        self.z, self.g_z = empty(n_rows, n_out), empty(n_rows, n_out)
+        self.g_raw = empty(n_in * (n_basis + 1), n_out)
+        self.h = empty(n_rows if n_out >= kernels.H_BLAS_MIN_OUT else 0, n_in * (n_basis + 1))
+        self.x_next, self.g_x = empty(n_rows, n_next), empty(n_rows, n_in)
+        self.spare: list[np.ndarray] | None = None  # gradients of frozen parameters
+
+
+class _Views:
+    """numpy views of the tensors in named slots, kept while a slot holds the same tensor on
+    the same storage (`.numpy()` costs 2-3 us, paid ~10 times per layer and evaluation
+    otherwise); remade when the tensor is replaced or moved (the optimizer may re-seat
+    parameters into a flat buffer)."""
+
+    def __init__(self) -> None:
+        self._views: dict[tuple, tuple[torch.Tensor, int, np.ndarray]] = {}
+
+    def __call__(self, slot: tuple, t: torch.Tensor) -> np.ndarray:
+        hit = self._views.get(slot)
+        if hit is not None and hit[0] is t and hit[1] == t.data_ptr() \
+                and hit[2].shape == t.shape:
+            return hit[2]
+        view = t.detach().numpy()
+        self._views[slot] = (t, t.data_ptr(), view)
+        return view
+
+
+def _grad_array(p: torch.Tensor, views: _Views, slot: tuple) -> np.ndarray | None:
+    """A numpy view of p.grad (created as zeros if missing) for the kernel to add into."""
+    if not p.requires_grad:
+        return None
+    if p.grad is None:
+        p.grad = torch.zeros_like(p)
+    elif not p.grad.is_contiguous():
+        p.grad = p.grad.contiguous()
+    return views(slot, p.grad)
 
 
 class NetworkMSE:
     """Mean squared error of a KAN on fixed rows, and its gradient, without autograd.
 
-    `fit` calls it at every optimizer evaluation. The layers go through the same
-    `layer_forward`/`layer_backward` as the autograd op; product nodes and the loss are
-    differentiated here by hand. On small networks the autograd graph (nodes, engine,
-    gradient accumulation) cost as much as the arithmetic. Gradients are added to each
-    parameter's `.grad`, as `backward()` would. Networks with symbolic edges (torch callables
-    of their own) use autograd: see `supports`.
+    `fit` calls it at every optimizer evaluation. Each layer is two compiled calls
+    (`kernels.layer_forward`, `kernels.layer_backward`, product nodes included) and one torch
+    sigmoid; the first layer's basis is computed once per grid. On small networks the ~40
+    torch ops per layer that `layer_forward`/`layer_backward` issue cost more than their
+    arithmetic ([2, 5, 1] on 1,000 rows: 0.5 ms per evaluation with them). Gradients are
+    added to each parameter's `.grad`, as `backward()` would. Networks with symbolic edges
+    (torch callables of their own) use autograd: see `supports`.
     """
 
     def __init__(self, model, X: torch.Tensor, y: torch.Tensor) -> None:
-        self.model, self.X, self.y = model, X, y
-        self._basis0: tuple | None = None  # (table, LayerBasis) of X on the first layer
+        self.model = model
+        dtype = model.dtype
+        self._X = X.detach().to(dtype).contiguous().numpy()
+        self._y = y.detach().to(dtype).reshape(len(X), -1).contiguous().numpy()
+        self._g_out = np.empty_like(self._y)
+        self._table0 = None  # the first layer's table whose basis of X the buffers hold
+        self._bufs: list[_LayerBuffers] = []
+        self._np = _Views()
         # Masks do not change while a fit runs (pruning happens between fits).
-        self._live = [layer.mask * (1.0 - layer.sym_mask) for layer in model.layers]
+        self._live = [(layer.mask * (1.0 - layer.sym_mask)).contiguous().numpy()
+                      for layer in model.layers]
 
     @staticmethod
     def supports(model, X: torch.Tensor) -> bool:
@@ -291,45 +241,54 @@ class NetworkMSE:
         return (ENABLED and isinstance(model, KAN) and use_kernel(X) and not X.requires_grad
                 and all(not layer.symbolic for layer in model.layers))
 
-    def _first_basis(self, layer) -> LayerBasis:
-        table = layer.spline_table()
-        if self._basis0 is None or self._basis0[0] is not table:
-            self._basis0 = (table, layer_basis(self.X, table, False))
-        return self._basis0[1]
+    @staticmethod
+    def _params(layer) -> tuple[tuple[str, torch.Tensor], ...]:
+        return (("coef", layer.coef), ("w_sp", layer.w_sp), ("w_base", layer.w_base),
+                ("bias", layer.bias))
+
+    def _buffers(self) -> list[_LayerBuffers]:
+        model, n_rows = self.model, len(self._X)
+        if [b.shape for b in self._bufs] != [tuple(l.coef.shape) for l in model.layers]:
+            self._bufs = [_LayerBuffers(n_rows, layer.coef, model.k, sum(model.width[l + 1]))
+                          for l, layer in enumerate(model.layers)]
+            self._table0 = None
+        return self._bufs
 
     @torch.no_grad()
     def __call__(self) -> torch.Tensor:
         """The MSE (a 0-d tensor); its gradient is accumulated into the parameters' .grad."""
-        model, x = self.model, self.X
-        saved, subnodes = [], []
-        for l, layer in enumerate(model.layers):
-            live = self._live[l]
-            basis = (self._first_basis(layer) if l == 0 else
-                     layer_basis(x, layer.spline_table(), True))
-            z, sv = layer_forward(x, layer.coef, layer.w_sp, layer.w_base, layer.bias, live,
-                                  basis)
-            saved.append(sv)
-            subnodes.append(z)
-            x = model.node_op(z, l + 1)
-        diff = x - self.y
-        mse = (diff * diff).mean()
-        grad = diff * (2.0 / diff.numel())
-        for l in range(len(model.layers) - 1, -1, -1):
-            layer, z = model.layers[l], subnodes[l]
-            n_sum, n_mult = model.width[l + 1]
-            if n_mult:  # d prod / d factor = product of the other factors
-                factors = z[:, n_sum:].reshape(len(z), n_mult, model.mult_arity)
-                g_fac = grad[:, n_sum:, None] * _exclusive_products(factors)
-                grad = torch.cat([grad[:, :n_sum], g_fac.flatten(1)], 1)
-            params = (layer.coef, layer.w_sp, layer.w_base, layer.bias)
-            need = (l > 0, *(p.requires_grad for p in params))
-            g_x, *g_params = layer_backward(saved[l], grad, need)
-            for p, g in zip(params, g_params):
-                if g is None:
-                    continue
-                if p.grad is None:
-                    p.grad = g.contiguous()
-                else:
-                    p.grad.add_(g)
-            grad = g_x
-        return mse
+        model, x, k, arity = self.model, self._X, self.model.k, self.model.mult_arity
+        bufs, np_ = self._buffers(), self._np
+        for l, (layer, buf) in enumerate(zip(model.layers, bufs)):
+            table = layer.spline_table()
+            fresh = l > 0 or self._table0 is not table
+            if fresh:
+                torch.sigmoid(torch.from_numpy(x), out=buf.sig_t)
+                kernels.basis_kernel(k)(x, np_((l, "grid"), table.grid),
+                                        np_((l, "pieces"), table.pieces),
+                                        buf.dense3, buf.dvals, buf.starts, l > 0)
+            kernels.layer_forward(
+                x, buf.sig, fresh, l > 0, *(np_((l, n), t) for n, t in self._params(layer)),
+                self._live[l], *model.width[l + 1], arity,
+                buf.dense, buf.dsilu, buf.coef_eff, buf.z, buf.x_next)
+            if l == 0:
+                self._table0 = table
+            x = buf.x_next
+        mse = kernels.mse_and_grad(x, self._y, self._g_out)
+        grad = self._g_out
+        for l in range(len(bufs) - 1, -1, -1):
+            layer, buf = model.layers[l], bufs[l]
+            params = [t for _, t in self._params(layer)]
+            grads = [_grad_array(t, np_, (l, "grad", n)) for n, t in self._params(layer)]
+            if any(g is None for g in grads):  # frozen parameters: gradients to spare arrays
+                if buf.spare is None:
+                    buf.spare = [np.empty_like(buf.coef_eff, shape=p.shape) for p in params]
+                grads = [g if g is not None else spare
+                         for g, spare in zip(grads, buf.spare)]
+            kernels.layer_backward(
+                grad, buf.z, *model.width[l + 1], arity, l > 0, k, buf.dense, buf.dvals,
+                buf.starts, buf.dsilu, np_((l, "coef"), layer.coef),
+                np_((l, "w_sp"), layer.w_sp), self._live[l],
+                buf.coef_eff, buf.g_z, buf.g_raw, buf.h, *grads, buf.g_x)
+            grad = buf.g_x
+        return torch.tensor(mse, dtype=model.dtype)
