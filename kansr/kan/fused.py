@@ -172,7 +172,8 @@ class _LayerBuffers:
         self.coef_eff = empty(n_in * (n_basis + 1), n_out)
         self.z, self.g_z = empty(n_rows, n_out), empty(n_rows, n_out)
         self.g_raw = empty(n_in * (n_basis + 1), n_out)
-        self.h = empty(n_rows if n_out >= kernels.H_BLAS_MIN_OUT else 0, n_in * (n_basis + 1))
+        block = max(16, kernels.H_BLOCK_ELEMENTS // (n_in * (n_basis + 1)))
+        self.h = empty(min(n_rows, block), n_in * (n_basis + 1))
         self.x_next, self.g_x = empty(n_rows, n_next), empty(n_rows, n_in)
         self.spare: list[np.ndarray] | None = None  # gradients of frozen parameters
 
