@@ -11,9 +11,11 @@ with the dense basis (B, I*K) and the derivatives of its live functions written 
 compiled loop (numba, on CPU; torch ops elsewhere), and the gradients of coef, w_sp, w_base,
 bias and x computed directly from the saved basis (`layer_forward`, `layer_backward`).
 
-Two users: `SplineLayerFn`, the autograd op `KAN.forward` uses for inputs that need no
-gradient, and `NetworkMSE`, the loss and gradient `fit` evaluates with no autograd graph at
-all. Both equal the autograd layers to rounding (tests compare all three).
+`SplineLayerFn` wraps them as the autograd op `KAN.forward` uses for inputs that need no
+gradient (on CPU and CUDA). `NetworkMSE`, the loss and gradient `fit` evaluates on CPU with no
+autograd graph at all, runs each layer as two compiled calls instead (`kernels`): on small
+networks the ~40 torch ops per layer of `layer_forward`/`layer_backward` cost more than their
+arithmetic. All of them equal the autograd layers to rounding (tests compare them).
 
 The backward pass is not itself differentiable: callers that need second derivatives in x
 (physics-informed losses) use the autograd path, which `KAN.forward` picks whenever its input
@@ -215,7 +217,8 @@ class NetworkMSE:
     (`kernels.layer_forward`, `kernels.layer_backward`, product nodes included) and one torch
     sigmoid; the first layer's basis is computed once per grid. On small networks the ~40
     torch ops per layer that `layer_forward`/`layer_backward` issue cost more than their
-    arithmetic ([2, 5, 1] on 1,000 rows: 0.5 ms per evaluation with them). Gradients are
+    arithmetic ([2, 5, 1] on 1,000 rows: 0.8-1.1 ms per evaluation with them, 0.4-0.6 ms
+    here, measured alternately on one machine). Gradients are
     added to each parameter's `.grad`, as `backward()` would. Networks with symbolic edges
     (torch callables of their own) use autograd: see `supports`.
     """

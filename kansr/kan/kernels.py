@@ -252,3 +252,4 @@ def mse_and_grad(out, y, grad):  # pragma: no cover
             total += float(d) * float(d)
             grad[b, o] = d * scale
     return total / (n_rows * n_out)
+
