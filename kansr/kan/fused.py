@@ -71,7 +71,7 @@ def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool,
         dvals = x.new_empty(n_rows if with_grad else 0, n_in, s)
         starts = torch.empty(n_rows if with_grad else 0, n_in, dtype=torch.int64)
         kernels.basis_kernel(table.k)(x.contiguous().numpy(), grid.numpy(), pieces.numpy(),
-                               dense.numpy(), dvals.numpy(), starts.numpy(), with_grad)
+                                      dense.numpy(), dvals.numpy(), starts.numpy(), with_grad)
         return LayerBasis(dense.view(n_rows, -1), *((dvals, starts) if with_grad else ()))
     if not with_grad:
         return LayerBasis(eval_basis_kib(x, table).permute(2, 1, 0).reshape(n_rows, -1))
@@ -129,9 +129,9 @@ def layer_backward(saved: _Saved, grad: torch.Tensor, need: tuple[bool, ...]):
         if basis.dvals is not None:  # + the spline part, in place
             h = (grad @ coef_eff.t() if n_out >= kernels.H_BLAS_MIN_OUT else x.new_empty(0, 1))
             kernels.grad_x_spline(grad.contiguous().numpy(),
-                           coef_eff.view(n_in, n_basis, n_out).numpy(),
-                           basis.dvals.numpy(), basis.starts.numpy(),
-                           h.view(-1, n_in, n_basis).numpy(), g_x.numpy())
+                                  coef_eff.view(n_in, n_basis, n_out).numpy(),
+                                  basis.dvals.numpy(), basis.starts.numpy(),
+                                  h.view(-1, n_in, n_basis).numpy(), g_x.numpy())
         else:
             h = grad @ coef_eff.t()  # (B, I*K)
             g_x.add_((basis.ddense * h).view(len(x), n_in, n_basis).sum(-1))
@@ -157,26 +157,31 @@ class SplineLayerFn(torch.autograd.Function):
 
 
 class _LayerBuffers:
-    """Scratch arrays of one layer for `NetworkMSE` (B rows), numpy views for the kernels."""
+    """Scratch arrays of one layer for `NetworkMSE` (B rows), numpy views for the kernels.
+    What only the input gradient uses (derivatives, h, g_x) has no rows where the layer's
+    input needs no gradient (the first layer)."""
 
-    def __init__(self, n_rows: int, coef: torch.Tensor, k: int, n_next: int) -> None:
+    def __init__(self, n_rows: int, coef: torch.Tensor, k: int, n_next: int,
+                 need_x: bool) -> None:
         n_in, n_out, n_basis = coef.shape
+        width = n_in * (n_basis + 1)
+        n_grad = n_rows if need_x else 0
+
         def empty(*shape, dtype=coef.dtype):
             return torch.empty(shape, dtype=dtype).numpy()
 
         self.shape = tuple(coef.shape)
         self.sig_t = torch.empty(n_rows, n_in, dtype=coef.dtype)
         self.sig = self.sig_t.numpy()
-        self.dense = empty(n_rows, n_in * (n_basis + 1))
+        self.dense = empty(n_rows, width)
         self.dense3 = self.dense.reshape(n_rows, n_in, n_basis + 1)
-        self.dvals, self.dsilu = empty(n_rows, n_in, k + 1), empty(n_rows, n_in)
-        self.starts = empty(n_rows, n_in, dtype=torch.int64)
-        self.coef_eff = empty(n_in * (n_basis + 1), n_out)
+        self.dvals, self.dsilu = empty(n_grad, n_in, k + 1), empty(n_grad, n_in)
+        self.starts = empty(n_grad, n_in, dtype=torch.int64)
+        self.coef_eff, self.g_raw = empty(width, n_out), empty(width, n_out)
         self.z, self.g_z = empty(n_rows, n_out), empty(n_rows, n_out)
-        self.g_raw = empty(n_in * (n_basis + 1), n_out)
-        block = max(16, kernels.H_BLOCK_ELEMENTS // (n_in * (n_basis + 1)))
-        self.h = empty(min(n_rows, block), n_in * (n_basis + 1))
-        self.x_next, self.g_x = empty(n_rows, n_next), empty(n_rows, n_in)
+        block = max(16, kernels.H_BLOCK_ELEMENTS // width)
+        self.h = empty(min(n_grad, block), width)
+        self.x_next, self.g_x = empty(n_rows, n_next), empty(n_grad, n_in)
         self.spare: list[np.ndarray] | None = None  # gradients of frozen parameters
 
 
@@ -253,7 +258,8 @@ class NetworkMSE:
     def _buffers(self) -> list[_LayerBuffers]:
         model, n_rows = self.model, len(self._X)
         if [b.shape for b in self._bufs] != [tuple(l.coef.shape) for l in model.layers]:
-            self._bufs = [_LayerBuffers(n_rows, layer.coef, model.k, sum(model.width[l + 1]))
+            self._bufs = [_LayerBuffers(n_rows, layer.coef, model.k, sum(model.width[l + 1]),
+                                        need_x=l > 0)
                           for l, layer in enumerate(model.layers)]
             self._table0 = None
         return self._bufs

@@ -3,15 +3,16 @@
 A layer's whole training step on CPU is two compiled calls, `layer_forward` and
 `layer_backward`, around one vectorised torch op (the sigmoid of the layer's input: a scalar
 exp in a numba loop vectorises neither here nor in numba's own `np.exp`, and was 3-4x slower
-than torch's). The arithmetic is the same as `fused.layer_forward`/`layer_backward` (the
-portable torch-ops form that CUDA uses); tests hold the two to rounding.
+than torch's). The arithmetic is that of `fused.layer_forward`/`layer_backward` (the
+portable torch-ops form that CUDA uses); tests hold both to the autograd layers.
 
 The base branch w_base * silu(x) is treated as one more basis function: each input owns
 K + 1 columns of the dense basis, [B_0(x) .. B_{K-1}(x), silu(x)], so that the layer is
 
     z = dense (B, I*(K+1)) @ coef_eff (I*(K+1), O) + bias,
 
-one BLAS product forward and two backward, whatever the number of inputs.
+one BLAS product forward and two backward (one of them in row blocks), whatever the number
+of inputs.
 
 The basis kernel is compiled per spline order and process (`basis_kernel`); the others are
 cached on disk.
@@ -41,18 +42,15 @@ H_BLAS_MIN_OUT = 8
 H_BLOCK_ELEMENTS = 32768
 
 
-def _jit(fn=None, **options):
+def _jit(fn):
     """numba.njit with an on-disk cache; where no cache location is writable (numba raises at
-    decoration), compile per process instead."""
-    def wrap(f):
-        try:
-            return numba.njit(cache=True, nogil=True, fastmath=FASTMATH, **options)(f)
-        except RuntimeError:  # pragma: no cover - read-only install and home
-            return numba.njit(nogil=True, fastmath=FASTMATH, **options)(f)
-
+    decoration), compile per process instead. None without numba."""
     if numba is None:
-        return (lambda f: None) if fn is None else None
-    return wrap if fn is None else wrap(fn)
+        return None
+    try:
+        return numba.njit(cache=True, nogil=True, fastmath=FASTMATH)(fn)
+    except RuntimeError:  # pragma: no cover - read-only install and home
+        return numba.njit(nogil=True, fastmath=FASTMATH)(fn)
 
 
 @functools.lru_cache(maxsize=None)
@@ -138,8 +136,8 @@ def layer_forward(x, sig, fresh, with_grad, coef, w_sp, w_base, bias, live, n_su
                   arity, dense, dsilu, coef_eff, z, x_next):  # pragma: no cover
     """One layer forward: x (B, I) -> sub-nodes z (B, O) -> nodes x_next (B, n_sum + n_mult).
 
-    dense (B, I*(K+1)) holds the basis of x (`basis_kernel`, which leaves each input's last
-    column free); if `fresh` (not reused from an earlier call: the first layer's is reused
+    dense (B, I*(K+1)) holds the basis of x (`basis_kernel`, which zeroes each input's last
+    column); if `fresh` (not reused from an earlier call: the first layer's is reused
     across a fit) silu(x) = x sig(x) is written into those columns from sig = sigmoid(x), and,
     if `with_grad`, silu'(x) into dsilu (B, I) for the backward. coef_eff (I*(K+1), O)
     receives coef * w_sp * live and w_base * live. A product node multiplies `arity`
