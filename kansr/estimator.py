@@ -41,12 +41,18 @@ MAX_SNAP_CONSTANTS = 24
 # Formulas with more free constants than this are not refitted either.
 MAX_REFIT_CONSTANTS = 60
 POLISH_SHARE = 0.95  # snapping constants stops at this share of max_time
+#: Without max_time, refitting and snapping one network's formulas stops after this many
+#: seconds: a formula with many constants can otherwise refit for many minutes.
+POLISH_BUDGET_S = 120.0
 GOOD_VAL_MSE = 1e-7  # a network this close (relative validation MSE) ends the shape search
 SCREEN_ROWS = 1000  # rows used to compare restarts of one architecture
 # A separable product whose ALS start (linear output edge) is this good keeps that edge an
 # exact line: left free, it bends slightly and the factors bend with it into look-alikes
 # (n*kb*T/V came out as cos(... tan(...) * sqrt(T + 44.7) ...)).
 PRODUCT_LINE_REL_MSE = 1e-5
+# ... judged by an ALS fit on this fine grid: on the coarse training grid the splines alone
+# miss 1e-5 for a factor such as exp(sin(pi*x)), and the edge was left free to bend.
+PRODUCT_LINE_GRID = 20
 
 
 @dataclass
@@ -170,7 +176,9 @@ class KANSR:
     random_state : seed; same seed, same result. device, dtype : where the network runs.
     max_time : soft budget in seconds: training stops at half of it (the shapes get 1/2,
         1/4, ... of that half; later ones are skipped), per-edge trials at 80% (edges then
-        take their best library match untuned), snapping constants at 95%.
+        take their best library match untuned), snapping constants at 95%. Without it,
+        refitting and snapping each network's formulas still stops after
+        ``POLISH_BUDGET_S`` (120 s).
     max_rows : training rows the networks see (a seeded subsample; constants use all rows).
     n_restarts : initialisations tried per architecture on the coarse grid (best kept).
     n_alternatives : near-tied edge options per network also composed into whole formulas
@@ -349,6 +357,8 @@ class KANSR:
         # A separable product starts from its alternating-least-squares fit: deterministic,
         # so one start is enough.
         n_starts = 1 if arch.separable else max(self.n_restarts, 1)
+        line_ok = arch.separable and product_fit_error(
+            Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS], grid=PRODUCT_LINE_GRID) <= PRODUCT_LINE_REL_MSE
         for r in range(n_starts):
             model = KAN(arch.width, grid=self.grid, k=self.k, mult_arity=arch.mult_arity,
                         seed=self.random_state + r, dtype=self.dtype, device=self.device)
@@ -358,7 +368,7 @@ class KANSR:
                     first.mask.zero_()
                     first.mask[:, : first.in_dim].fill_diagonal_(1.0)
                 init_separable_product(model, Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS],
-                                       fix_line_below=PRODUCT_LINE_REL_MSE)
+                                       fix_line_below=math.inf if line_ok else 0.0)
             # restarts only screen initialisations: a subsample is enough and much cheaper
             fit(model, Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS], steps=max(self.steps // 2, 1),
                 lamb=self.lamb if arch.sparsify else 0.0, **common)
@@ -392,7 +402,7 @@ class KANSR:
             swap_edge(sym_model, records, r, k, Xt, yt)
             for r, k in alternatives(records, limit=n_alt)]
         exprs, first_graph = [], None
-        polish_deadline = (None if self.max_time is None
+        polish_deadline = (time.perf_counter() + POLISH_BUDGET_S if self.max_time is None
                            else self._t0 + POLISH_SHARE * self.max_time)
         # Refits keep their best parameters so far once the polishing deadline passes: a
         # formula with many constants can otherwise take minutes on 10,000 rows.

@@ -24,7 +24,7 @@ import torch
 from ..fallback import FallbackEngine
 from ..graph import EDGE_VAR, set_biases
 from ..kan import KAN, fit
-from ..match.composite import match_composite
+from ..match.composite import match_composite, match_nested
 from ..match.edge import match_edge
 from ..match.library import Library
 
@@ -73,7 +73,8 @@ def edge_options(x: np.ndarray, y: np.ndarray, library: Library,
 
     The library's best; when none explains the edge (R^2 below `fallback_below_r2`), also
     compositions f(A g(x) + B) of two primitives (`compose`; g acts on m + s * x with
-    (m, s) = `x_map`, the user's units for a first-layer edge) and, if those do not explain
+    (m, s) = `x_map`, the user's units for a first-layer edge, or on a x + b taken from
+    the best direct fits) and, if those do not explain
     it either, the fallback engine's candidates. Unexplained variance below `err_floor`
     counts as zero when ranking (the edge is a spline: it is only so exact).
     """
@@ -82,7 +83,8 @@ def edge_options(x: np.ndarray, y: np.ndarray, library: Library,
                        (f.a, f.b, f.c, f.d), f.complexity, f.r2) for f in fits]
     best_r2 = fits[0].r2
     if compose and best_r2 < fallback_below_r2:
-        for f in match_composite(x, y, library, x_map=x_map, top_k=2):
+        nested = match_nested(x, y, fits, library, top_k=2)
+        for f in match_composite(x, y, library, x_map=x_map, top_k=2) + nested:
             if f.r2 > best_r2:
                 opts.append(EdgeOption(f.name, f.primitive.expr, (1.0, 0.0, f.c, f.d),
                                        f.complexity, f.r2))

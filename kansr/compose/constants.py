@@ -45,8 +45,15 @@ import contextlib
 import contextvars
 import logging
 import math
-import time
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
 import threading
+import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Sequence, Union
 
@@ -441,6 +448,117 @@ def _acceptable(result: object, original: sp.Expr) -> bool:
     return not any(result.has(b) and not original.has(b) for b in _BAD)
 
 
+def _simplify_steps(expr: sp.Expr, size: int, max_nodes_simplify: int,
+                    max_nodes_cheap: int) -> Iterator[sp.Expr]:
+    """Acceptable rewrites of ``expr``, cheapest first (each step starts from the best so far)."""
+    if size > max_nodes_cheap:
+        return
+    best = expr
+    for step in _cheap_steps():
+        try:
+            out = step(best)
+        except Exception as exc:  # noqa: BLE001 - any sympy failure means "no rewrite"
+            logger.debug("cheap simplification step failed: %s", exc)
+            continue
+        if _acceptable(out, expr):
+            yield out
+            if expression_complexity(out) < expression_complexity(best):
+                best = out
+    if size <= max_nodes_simplify:
+        try:
+            out = sp.simplify(expr, rational=False)
+        except Exception as exc:  # noqa: BLE001
+            logger.debug("sympy.simplify failed: %s", exc)
+            return
+        if _acceptable(out, expr):
+            yield out
+
+
+def _forked_results(steps: Iterator[sp.Expr], timeout_s: float) -> list[sp.Expr]:
+    """Run ``steps`` in a forked child and collect what it sends within ``timeout_s``.
+
+    The child streams each result as soon as it has it (length-prefixed pickles), so the
+    parent keeps the best form found before the deadline, and then kills the child: an
+    abandoned thread would keep the GIL busy with sympy for minutes, slowing everything
+    after it (one factorisation ran for a quarter of an hour in the tests).
+    """
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns on fork in a threaded process (torch has threads); the
+        # child touches nothing but sympy objects and the pipe, so no lock can bite.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: compute, stream, exit without running the parent's cleanup
+        status = 0
+        try:
+            os.close(read_fd)
+            for out in steps:
+                data = pickle.dumps(out)
+                payload = struct.pack("<Q", len(data)) + data
+                while payload:
+                    payload = payload[os.write(write_fd, payload):]
+        except BaseException:  # noqa: BLE001 - the parent only sees what was sent
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    buf, finished = b"", False
+    end = time.perf_counter() + timeout_s
+    try:
+        while True:
+            left = end - time.perf_counter()
+            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
+                break
+            chunk = os.read(read_fd, 1 << 16)
+            if not chunk:
+                finished = True
+                break
+            buf += chunk
+    finally:
+        if not finished:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(read_fd)
+    if not finished:
+        logger.info("simplify_safely: deadline of %.2gs reached, using best form so far",
+                    timeout_s)
+    results = []
+    while len(buf) >= 8:
+        (n,) = struct.unpack("<Q", buf[:8])
+        if len(buf) < 8 + n:
+            break  # cut off mid-message by the deadline
+        results.append(pickle.loads(buf[8:8 + n]))
+        buf = buf[8 + n:]
+    return results
+
+
+def _threaded_results(steps: Iterator[sp.Expr], timeout_s: float) -> list[sp.Expr]:
+    """Without fork: run ``steps`` in a daemon thread, abandoned after ``timeout_s``."""
+    results: list[sp.Expr] = []
+    stop = threading.Event()
+
+    def work() -> None:
+        for out in steps:
+            results.append(out)
+            if stop.is_set():
+                return
+
+    worker = threading.Thread(target=work, name="kansr-simplify", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    stop.set()
+    if worker.is_alive():
+        logger.info("simplify_safely: deadline of %.2gs reached, using best form so far",
+                    timeout_s)
+    return list(results)
+
+
+#: Fork is safe here (the child only runs sympy and writes to a pipe) on Linux; macOS
+#: system libraries are not fork-safe and Windows has no fork.
+_CAN_FORK = sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
 def simplify_safely(
     expr: sp.Expr,
     timeout_s: float = 2.0,
@@ -456,10 +574,10 @@ def simplify_safely(
       ``max_nodes_simplify`` nodes; the cheap rewrites (``powsimp``,
       ``expand_log``, ``factor_terms``, ``together``, ``cancel``, each applied to
       the best form so far) only up to ``max_nodes_cheap`` nodes;
-    * deadline: the work runs in a daemon thread; after ``timeout_s`` seconds
-      the best result so far is returned and the thread is abandoned. It checks
-      a stop flag between steps, so at most the step in progress keeps running
-      (in the background, still using CPU) after the deadline.
+    * deadline: on Linux the work runs in a forked child process that is killed
+      after ``timeout_s`` seconds, keeping the forms it found by then; elsewhere it
+      runs in a daemon thread that is abandoned (the step in progress keeps running
+      in the background).
 
     A result replaces the input only if it has fewer nodes
     (:func:`expression_complexity`), no new symbols and no new ``zoo/nan/oo``.
@@ -467,39 +585,11 @@ def simplify_safely(
     """
     expr = sp.sympify(expr)
     size = expression_complexity(expr)
-    results: list[sp.Expr] = [expr]
-    stop = threading.Event()
-
-    def work() -> None:
-        if size > max_nodes_cheap:
-            return
-        for step in _cheap_steps():
-            if stop.is_set():
-                return
-            best = min(results, key=expression_complexity)
-            try:
-                out = step(best)
-            except Exception as exc:  # noqa: BLE001 - any sympy failure means "no rewrite"
-                logger.debug("cheap simplification step failed: %s", exc)
-                continue
-            if _acceptable(out, expr):
-                results.append(out)
-        if size <= max_nodes_simplify and not stop.is_set():
-            try:
-                out = sp.simplify(expr, rational=False)
-            except Exception as exc:  # noqa: BLE001
-                logger.debug("sympy.simplify failed: %s", exc)
-                return
-            if _acceptable(out, expr):
-                results.append(out)
-
-    worker = threading.Thread(target=work, name="kansr-simplify", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    stop.set()
-    if worker.is_alive():
-        logger.info("simplify_safely: deadline of %.2gs reached, using best form so far", timeout_s)
-    return min(list(results), key=expression_complexity)
+    if size > max_nodes_cheap:
+        return expr
+    steps = _simplify_steps(expr, size, max_nodes_simplify, max_nodes_cheap)
+    run = _forked_results if _CAN_FORK else _threaded_results
+    return min([expr] + run(steps, timeout_s), key=expression_complexity)
 
 
 # --------------------------------------------------------------------------- pruning

@@ -1,5 +1,10 @@
 """Two-level edge matching: y ~= c * f(A * g(x) + B) + d for library primitives f and g.
 
+`match_composite` tries fixed inner functions g of the edge's input in the user's units;
+`match_nested` takes the inner function with its own affine map, g(a * x + b), from the
+edge's best direct fits (sin(pi * x) inside exp is such an edge) and refines all six
+constants together.
+
 A single primitive under an affine map cannot express an edge such as sin(pi * x^2); a KAN
 edge learns such compositions whenever the network is shallower than the law. For each
 inner function g (a short list of simple primitives, by default powers, roots, reciprocals,
@@ -19,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 import sympy
+from scipy.optimize import least_squares
 
 from .edge import EdgeFit, match_edge
 from .library import X, LibrarySpec, Primitive, load_library
@@ -77,6 +83,78 @@ def match_composite(
             composed = Primitive(f"{fit.name}({name})", fit.primitive.expr.subs(X, arg),
                                  fit.primitive.complexity + g.complexity)
             fits.append(EdgeFit(composed.name, 1.0, 0.0, fit.c, fit.d, fit.r2, fit.mse,
+                                composed.complexity, composed))
+    err = lambda f: math.log10(max(1.0 - f.r2, 1e-10))  # noqa: E731
+    fits.sort(key=lambda f: (err(f) + complexity_weight * f.complexity, f.complexity))
+    return fits[:top_k]
+
+
+def _joint_refit(f: Primitive, g: Primitive, x: np.ndarray, y: np.ndarray,
+                 p0: np.ndarray, max_nfev: int) -> tuple[np.ndarray, float]:
+    """Least-squares refit of p = (c, A, B, a, b, d) in c*f(A*g(a*x+b)+B)+d; (p, SSE)."""
+    ff, gf = f.numpy_fn, g.numpy_fn
+
+    def residuals(p: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            r = p[0] * ff(p[1] * gf(p[3] * x + p[4]) + p[2]) + p[5] - y
+        # leaving the domain (log of a negative, overflow) is a bad step, not a crash
+        return np.where(np.isfinite(r), r, 1e6)
+
+    r0 = residuals(p0)
+    best, best_sse = p0, float(r0 @ r0)
+    try:
+        res = least_squares(residuals, p0, max_nfev=max_nfev, x_scale="jac")
+    except (ValueError, FloatingPointError):
+        return best, best_sse
+    sse = float(res.fun @ res.fun)
+    return (res.x, sse) if sse < best_sse else (best, best_sse)
+
+
+def match_nested(
+    x: np.ndarray,
+    y: np.ndarray,
+    inner_fits: Sequence[EdgeFit],
+    library: LibrarySpec = None,
+    *,
+    max_inner: int = 2,
+    top_k: int = 3,
+    complexity_weight: float = 0.5,
+    max_nfev: int = 200,
+) -> list[EdgeFit]:
+    """Best c * f(A * g(a * x + b) + B) + d with g(a * x + b) taken from `inner_fits`.
+
+    `inner_fits` are the edge's direct library fits, best first (as `match_edge` returns
+    them); the first `max_inner` that are neither constant nor the identity give inner
+    functions with their fitted a and b. The library is matched on (g(a x + b), y) for the
+    outer f, and then all six constants are refit together on (x, y). Ranked like
+    `match_edge`, best first; possibly empty.
+    """
+    lib = load_library(library)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    sst = float(np.sum((y - y.mean()) ** 2))
+    if sst <= 0:
+        return []
+    inners = [f for f in inner_fits if f.primitive is not None and f.primitive.expr != X]
+    fits: list[EdgeFit] = []
+    for inner in inners[:max_inner]:
+        g = inner.primitive
+        with np.errstate(all="ignore"):
+            u = g.numpy_fn(inner.a * x + inner.b)
+        if not (np.all(np.isfinite(u)) and np.ptp(u) > 0):
+            continue
+        for outer in match_edge(u, y, lib, top_k=2, complexity_weight=complexity_weight):
+            f = outer.primitive
+            if f is None or f.expr == X:
+                continue  # the constant and c * g + d are plain library fits already
+            p0 = np.array([outer.c, outer.a, outer.b, inner.a, inner.b, outer.d])
+            p, sse = _joint_refit(f, g, x, y, p0, max_nfev)
+            c, A, B, a, b, d = (float(v) for v in p)
+            arg = sympy.Float(A) * g.expr.subs(X, sympy.Float(a) * X + sympy.Float(b)) \
+                + sympy.Float(B)
+            composed = Primitive(f"{f.name}({g.name})", f.expr.subs(X, arg),
+                                 f.complexity + g.complexity)
+            fits.append(EdgeFit(composed.name, 1.0, 0.0, c, d, 1.0 - sse / sst, sse / len(x),
                                 composed.complexity, composed))
     err = lambda f: math.log10(max(1.0 - f.r2, 1e-10))  # noqa: E731
     fits.sort(key=lambda f: (err(f) + complexity_weight * f.complexity, f.complexity))
