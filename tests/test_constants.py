@@ -175,6 +175,28 @@ def test_simplify_safely_small_and_large() -> None:
     assert _equivalent(out, big)
 
 
+def test_simplify_safely_stops_its_work_at_the_deadline(monkeypatch) -> None:
+    # Past the deadline nothing may keep running: an abandoned sympy thread held the GIL
+    # and slowed every later step of a fit for a quarter of an hour.
+    import threading
+    import time
+
+    from kansr.compose import constants
+
+    def slow(e):
+        time.sleep(30)
+        return e
+
+    monkeypatch.setattr(constants, "_cheap_steps", lambda: [sp.factor_terms, slow])
+    threads = threading.active_count()
+    e = sp.sin(x) * y + sp.sin(x) * x
+    t0 = time.perf_counter()
+    out = simplify_safely(e, timeout_s=1.0)
+    assert time.perf_counter() - t0 < 5.0
+    assert threading.active_count() == threads or not constants._CAN_FORK
+    assert out == sp.factor_terms(e)  # the form found before the deadline is kept
+
+
 def test_pareto_front_and_select_best() -> None:
     Y = np.linspace(-1.0, 1.0, 50)
     var = float(np.var(Y))

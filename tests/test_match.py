@@ -405,6 +405,27 @@ def test_composite_match_skips_inner_functions_outside_their_domain():
         assert not any(fit.name.endswith(f"({g})") for g in ("log", "sqrt", "1/x", "1/x^2"))
 
 
+def test_nested_match_finds_exp_of_a_shifted_scaled_sine():
+    # exp(sin(pi*x)): the inner sine needs its own a = pi, which no fixed inner function has
+    from kansr.match import match_nested
+
+    x = np.linspace(-1, 1, 500)
+    y = 2.0 * np.exp(np.sin(np.pi * x)) + 0.3
+    direct = match_edge(x, y, top_k=3)
+    assert direct[0].r2 < 0.999
+    best = match_nested(x, y, direct)[0]
+    assert best.name == "exp(sin)" and best.r2 > 1 - 1e-10
+    np.testing.assert_allclose(best.predict(x), y, rtol=1e-8)
+
+
+def test_nested_match_skips_constant_and_identity_inner_fits():
+    from kansr.match import match_nested
+
+    x = np.linspace(-1, 1, 100)
+    inner = [f for f in match_edge(x, 3 * x + 1, top_k=5) if f.name in {"const", "x"}]
+    assert inner and match_nested(x, np.exp(x), inner) == []
+
+
 def test_pole_lookalikes_of_one_over_x_are_dropped():
     # tan and arctan at the edge of their range reproduce 2/V to round-off; kept, they win
     # whole-network trials by fitting the spline's error and cascade into the formula.
