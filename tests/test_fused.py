@@ -127,6 +127,28 @@ def test_network_mse_equals_autograd(width, monkeypatch):
     assert not fused.NetworkMSE.supports(model, X)
 
 
+@pytest.mark.parametrize("width", [[2, 1, 1], [3, (0, 2), 1], [3, 5, 2]])
+def test_network_mse_reuses_the_first_layer_basis_across_evaluations(width, monkeypatch):
+    """`fit` evaluates the same rows many times: the first layer's basis is kept, and an
+    evaluation after a parameter change still equals autograd."""
+    model, X, y = _model(width, torch.float64)
+    model.layers[0].unfix_edge(1, 0)
+    mse_fn = fused.NetworkMSE(model, X, y)
+    mse_fn()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(3),
+                                     dtype=p.dtype))
+    monkeypatch.setattr(fused, "ENABLED", False)
+    ref, grads_ref = _loss_and_grads(model, X, y)
+    model.zero_grad(set_to_none=True)
+    torch.testing.assert_close(mse_fn(), torch.mean((ref - y) ** 2), atol=1e-14, rtol=0)
+    for p, g_ref in zip(model.parameters(), grads_ref):
+        if g_ref is not None and g_ref.any():
+            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
+                                       rtol=0)
+
+
 def test_network_mse_input_gradient_in_row_blocks(monkeypatch):
     """The backward forms h = g_z @ coef_eff^T a block of rows at a time: blocks of 16 rows
     over 300 (the last one partial) give the same gradients as autograd."""
