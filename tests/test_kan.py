@@ -56,9 +56,11 @@ def test_sparsity_prunes_exp_sin_to_one_hidden_node_then_refines_below_1e3(squar
     fit(model, X, y, steps=30, progress=False)
     model = shrink(model, X, y)
     assert _widths(model) == [2, 1, 1]
+    # 30 steps per grid leave seed 0 still converging (RMSE 0.8-1.5e-3, depending on how
+    # the optimizer's dot products round); with 100, seeds 0-7 all end below 3.1e-4.
     for grid in (10, 20):
         model.refine(grid, X)
-        fit(model, X, y, steps=30, progress=False)
+        fit(model, X, y, steps=100, progress=False)
     assert _rmse(model, Xt, yt) < 1e-3
 
 

@@ -182,29 +182,9 @@ class _LayerBuffers:
         block = max(16, kernels.H_BLOCK_ELEMENTS // width)
         self.h = empty(min(n_grad, block), width)
         self.x_next, self.g_x = empty(n_rows, n_next), empty(n_grad, n_in)
-        self.spare: list[np.ndarray] | None = None  # gradients of frozen parameters
 
 
-class _Views:
-    """numpy views of the tensors in named slots, kept while a slot holds the same tensor on
-    the same storage (`.numpy()` costs 2-3 us, paid ~10 times per layer and evaluation
-    otherwise); remade when the tensor is replaced or moved (the optimizer may re-seat
-    parameters into a flat buffer)."""
-
-    def __init__(self) -> None:
-        self._views: dict[tuple, tuple[torch.Tensor, int, np.ndarray]] = {}
-
-    def __call__(self, slot: tuple, t: torch.Tensor) -> np.ndarray:
-        hit = self._views.get(slot)
-        if hit is not None and hit[0] is t and hit[1] == t.data_ptr() \
-                and hit[2].shape == t.shape:
-            return hit[2]
-        view = t.detach().numpy()
-        self._views[slot] = (t, t.data_ptr(), view)
-        return view
-
-
-def _grad_array(p: torch.Tensor, views: _Views, slot: tuple) -> np.ndarray | None:
+def _grad_array(p: torch.Tensor) -> np.ndarray | None:
     """A numpy view of p.grad (created as zeros if missing) for the kernel to add into."""
     if not p.requires_grad:
         return None
@@ -212,7 +192,7 @@ def _grad_array(p: torch.Tensor, views: _Views, slot: tuple) -> np.ndarray | Non
         p.grad = torch.zeros_like(p)
     elif not p.grad.is_contiguous():
         p.grad = p.grad.contiguous()
-    return views(slot, p.grad)
+    return p.grad.numpy()
 
 
 class NetworkMSE:
@@ -236,7 +216,8 @@ class NetworkMSE:
         self._g_out = np.empty_like(self._y)
         self._table0 = None  # the first layer's table whose basis of X the buffers hold
         self._bufs: list[_LayerBuffers] = []
-        self._np = _Views()
+        self._plan: list[tuple] = []
+        self._plan_key: tuple | None = None
         # Masks do not change while a fit runs (pruning happens between fits).
         self._live = [(layer.mask * (1.0 - layer.sym_mask)).contiguous().numpy()
                       for layer in model.layers]
@@ -250,55 +231,75 @@ class NetworkMSE:
         return (ENABLED and isinstance(model, KAN) and use_kernel(X) and not X.requires_grad
                 and all(not layer.symbolic for layer in model.layers))
 
-    @staticmethod
-    def _params(layer) -> tuple[tuple[str, torch.Tensor], ...]:
-        return (("coef", layer.coef), ("w_sp", layer.w_sp), ("w_base", layer.w_base),
-                ("bias", layer.bias))
+    _NAMES = ("coef", "w_sp", "w_base", "bias")
 
-    def _buffers(self) -> list[_LayerBuffers]:
+    def _key(self) -> tuple:
+        """What the plan depends on: each layer's spline table and, for every parameter, the
+        tensor, its storage and its gradient's (the optimizer re-seats them; a grid update
+        replaces them). ~1 us per layer, against ~30 us for remaking the plan."""
+        key = []
+        for layer in self.model.layers:
+            key.append(id(layer.spline_table()))
+            params = layer._parameters  # Module.__getattr__ is slow; these are registered
+            for n in self._NAMES:
+                t = params[n]
+                g = t.grad
+                key += (id(t), t.data_ptr(), t.requires_grad,
+                        -1 if g is None else id(g), -1 if g is None else g.data_ptr())
+        return tuple(key)
+
+    def _make_plan(self) -> list[tuple]:
+        """Per layer: the kernels' arguments that stay put between evaluations (numpy views
+        of tables, parameters and gradients, sizes, buffers)."""
         model, n_rows = self.model, len(self._X)
-        if [b.shape for b in self._bufs] != [tuple(l.coef.shape) for l in model.layers]:
+        shapes = [tuple(layer.coef.shape) for layer in model.layers]
+        if [b.shape for b in self._bufs] != shapes:
             self._bufs = [_LayerBuffers(n_rows, layer.coef, model.k, sum(model.width[l + 1]),
                                         need_x=l > 0)
                           for l, layer in enumerate(model.layers)]
             self._table0 = None
-        return self._bufs
+        plan = []
+        for l, (layer, buf) in enumerate(zip(model.layers, self._bufs)):
+            params = [getattr(layer, n) for n in self._NAMES]
+            grads = [_grad_array(t) for t in params]
+            if any(g is None for g in grads):  # frozen parameters: gradients to spare arrays
+                grads = [g if g is not None else np.empty_like(buf.coef_eff, shape=t.shape)
+                         for g, t in zip(grads, params)]
+            table = layer.spline_table()
+            n_sum, n_mult = model.width[l + 1]
+            views = [t.detach().numpy() for t in params]
+            plan.append((table, table.grid.numpy(), table.pieces.numpy(), views, grads,
+                         n_sum, n_mult))
+        return plan
 
     @torch.no_grad()
     def __call__(self) -> torch.Tensor:
         """The MSE (a 0-d tensor); its gradient is accumulated into the parameters' .grad."""
         model, x, k, arity = self.model, self._X, self.model.k, self.model.mult_arity
-        bufs, np_ = self._buffers(), self._np
-        for l, (layer, buf) in enumerate(zip(model.layers, bufs)):
-            table = layer.spline_table()
+        key = self._key()
+        if key != self._plan_key:
+            self._plan = self._make_plan()
+            self._plan_key = self._key()  # the plan may have created gradients
+        bufs, live = self._bufs, self._live
+        basis = kernels.basis_kernel(k)
+        for l, (buf, (table, grid, pieces, params, _, n_sum, n_mult)) in enumerate(
+                zip(bufs, self._plan)):
             fresh = l > 0 or self._table0 is not table
             if fresh:
                 torch.sigmoid(torch.from_numpy(x), out=buf.sig_t)
-                kernels.basis_kernel(k)(x, np_((l, "grid"), table.grid),
-                                        np_((l, "pieces"), table.pieces),
-                                        buf.dense3, buf.dvals, buf.starts, l > 0)
-            kernels.layer_forward(
-                x, buf.sig, fresh, l > 0, *(np_((l, n), t) for n, t in self._params(layer)),
-                self._live[l], *model.width[l + 1], arity,
-                buf.dense, buf.dsilu, buf.coef_eff, buf.z, buf.x_next)
+                basis(x, grid, pieces, buf.dense3, buf.dvals, buf.starts, l > 0)
+            kernels.layer_forward(x, buf.sig, fresh, l > 0, *params, live[l], n_sum, n_mult,
+                                  arity, buf.dense, buf.dsilu, buf.coef_eff, buf.z, buf.x_next)
             if l == 0:
                 self._table0 = table
             x = buf.x_next
         mse = kernels.mse_and_grad(x, self._y, self._g_out)
         grad = self._g_out
         for l in range(len(bufs) - 1, -1, -1):
-            layer, buf = model.layers[l], bufs[l]
-            params = [t for _, t in self._params(layer)]
-            grads = [_grad_array(t, np_, (l, "grad", n)) for n, t in self._params(layer)]
-            if any(g is None for g in grads):  # frozen parameters: gradients to spare arrays
-                if buf.spare is None:
-                    buf.spare = [np.empty_like(buf.coef_eff, shape=p.shape) for p in params]
-                grads = [g if g is not None else spare
-                         for g, spare in zip(grads, buf.spare)]
+            buf, (_, _, _, params, grads, n_sum, n_mult) = bufs[l], self._plan[l]
             kernels.layer_backward(
-                grad, buf.z, *model.width[l + 1], arity, l > 0, k, buf.dense, buf.dvals,
-                buf.starts, buf.dsilu, np_((l, "coef"), layer.coef),
-                np_((l, "w_sp"), layer.w_sp), self._live[l],
+                grad, buf.z, n_sum, n_mult, arity, l > 0, k, buf.dense, buf.dvals,
+                buf.starts, buf.dsilu, params[0], params[1], live[l],
                 buf.coef_eff, buf.g_z, buf.g_raw, buf.h, *grads, buf.g_x)
             grad = buf.g_x
         return torch.tensor(mse, dtype=model.dtype)

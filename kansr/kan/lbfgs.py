@@ -6,8 +6,9 @@ a step (up to `max_iter` iterations, `max_eval` closure calls). What differs is 
 bookkeeping. torch's version gathers and scatters every parameter and runs its two-loop
 recursion as ~40 small tensor ops per iteration: about 0.4 ms, as much as a KAN forward and
 backward on a few thousand rows. Here the parameters and their gradients are views into two
-flat buffers, so a closure writes the flat gradient directly, and on CPU the recursion runs in
-numpy on views of those buffers (about 1 us per op).
+flat buffers, so a closure writes the flat gradient directly, and on CPU the history lives
+in two (history, n) arrays and the recursion is one compiled call (numba): as 40 numpy ops it
+cost ~37 us per iteration, 15% of a [2, 5, 1] fit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,65 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+
+from .kernels import _jit, numba
+
+
+@_jit
+def _two_loop(g, S, Y, rho, start, count, h_diag, d, alpha):  # pragma: no cover - compiled
+    """d = -H g by the L-BFGS two-loop recursion over the `count` pairs of the ring buffers
+    S, Y (history, n) that start at row `start`, oldest first; dots in float64."""
+    m, n = S.shape
+    for j in range(n):
+        d[j] = -g[j]
+    for c in range(count - 1, -1, -1):
+        i = (start + c) % m
+        acc = 0.0
+        for j in range(n):
+            acc += float(S[i, j]) * float(d[j])
+        a = rho[i] * acc
+        alpha[i] = a
+        for j in range(n):
+            d[j] -= a * Y[i, j]
+    for j in range(n):
+        d[j] *= h_diag
+    for c in range(count):
+        i = (start + c) % m
+        acc = 0.0
+        for j in range(n):
+            acc += float(Y[i, j]) * float(d[j])
+        b = alpha[i] - rho[i] * acc
+        for j in range(n):
+            d[j] += b * S[i, j]
+
+
+class _RingHistory:
+    """The last `size` curvature pairs (s, y) and 1 / (y.s) as ring buffers on CPU, for
+    the compiled `_two_loop`."""
+
+    def __init__(self, size: int, like: np.ndarray) -> None:
+        self.S = np.empty((size, like.size), dtype=like.dtype)
+        self.Y = np.empty_like(self.S)
+        self.rho = np.empty(size)
+        self.alpha = np.empty(size)
+        self.start = self.count = 0
+
+    def clear(self) -> None:
+        self.start = self.count = 0
+
+    def push(self, s: np.ndarray, y: np.ndarray, rho: float) -> None:
+        size = len(self.rho)
+        i = (self.start + self.count) % size
+        if self.count == size:  # full: overwrite the oldest
+            self.start = (self.start + 1) % size
+        else:
+            self.count += 1
+        self.S[i], self.Y[i], self.rho[i] = s, y, rho
+
+    def direction(self, g: np.ndarray, h_diag: float) -> np.ndarray:
+        d = np.empty_like(g)
+        _two_loop(g, self.S, self.Y, self.rho, self.start, self.count, h_diag, d, self.alpha)
+        return d
 
 
 def _cubic_min(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
@@ -175,6 +235,9 @@ class LBFGS(torch.optim.Optimizer):
             return orig_loss
         d, t = st.get("d"), st.get("t")
         S, Y, rho = st.setdefault("S", []), st.setdefault("Y", []), st.setdefault("rho", [])
+        ring = st.get("ring")
+        if ring is None and self._np and numba is not None:
+            ring = st["ring"] = _RingHistory(opts["history_size"], self._g)
         h_diag, prev_g, prev_loss = st.get("h_diag", 1.0), st.get("prev_g"), st.get("prev_loss")
         n_iter = 0
         while n_iter < opts["max_iter"]:
@@ -183,6 +246,15 @@ class LBFGS(torch.optim.Optimizer):
             if st["n_iter"] == 1:
                 d, h_diag = -g, 1.0
                 S.clear(), Y.clear(), rho.clear()
+                if ring is not None:
+                    ring.clear()
+            elif ring is not None:
+                y, s = g - prev_g, d * t
+                ys = self._dot(y, s)
+                if ys > 1e-10:  # curvature condition: keep the pair
+                    ring.push(s, y, 1.0 / ys)
+                    h_diag = ys / self._dot(y, y)
+                d = ring.direction(g, h_diag)
             else:
                 y, s = g - prev_g, d * t
                 ys = self._dot(y, s)
