@@ -216,9 +216,11 @@ def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k,
                 acc += gr * coef[i, o, c]
             g_wsp[i, o] += acc * lv
             g_wb[i, o] += g_raw[i * w + n_basis, o] * lv
-    for b in range(n_rows):
-        for o in range(n_out):
-            g_bias[o] += g_z[b, o]
+    for o in range(n_out):  # a register sum: adding into g_bias[o] per row was slower
+        acc = zero
+        for b in range(n_rows):
+            acc += g_z[b, o]
+        g_bias[o] += acc
     if not need_x:
         return
     s = k + 1
