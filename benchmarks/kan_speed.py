@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import torch
+from threadpoolctl import threadpool_limits
 
 import kansr.kan as kk
 
@@ -170,7 +171,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20, help="timed runs for fwd and fwd+bwd")
     ap.add_argument("--fit-repeats", type=int, default=1, help="timed fits per model")
-    ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads of torch and of every BLAS pool (numba's kernels call "
+                         "scipy's OpenBLAS, numpy has its own)")
     ap.add_argument("--steps", type=int, default=50, help="LBFGS steps of our fit")
     ap.add_argument("--pykan-steps", type=int, default=50,
                     help="LBFGS steps of pykan's fit; fewer are extrapolated per step")
@@ -179,6 +182,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    # torch.set_num_threads leaves the OpenBLAS pools alone: without this limit kansr's
+    # kernels multiplied on two threads while pykan ran on one.
+    threadpool_limits(limits=args.threads)
 
     use_pykan = not args.no_pykan
     if use_pykan:
