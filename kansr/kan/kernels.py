@@ -41,6 +41,13 @@ H_BLAS_MIN_OUT = 8
 # Rows of h per BLAS block in `layer_backward`: about 128 KB of float32, well inside L2.
 H_BLOCK_ELEMENTS = 32768
 
+# From this many multiply-adds on (B rows, I*(K+1) basis columns, O outputs) on, a layer's
+# g_raw = dense^T @ g_z is formed by numpy between two kernel calls: numpy's OpenBLAS
+# (0.3.31) did this long-reduction product 1.4x faster than the one numba calls (scipy's,
+# 0.3.30) on 3,000 x 144 x 16, one thread; below it the extra call costs more than it saves.
+# (With one output it is a matrix-vector product: no faster there.)
+NUMPY_GEMM_MIN = 1 << 20
+
 
 def _jit(fn):
     """numba.njit with an on-disk cache; where no cache location is writable (numba raises at
@@ -193,7 +200,24 @@ def layer_forward(x, sig, fresh, with_grad, coef, w_sp, w_base, bias, live, n_su
 
 
 @_jit
-def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k,
+def node_grad(g_next, z, n_sum, n_mult, arity, g_z):  # pragma: no cover - compiled
+    """Sub-node gradient g_z (B, O) from the node gradient g_next (B, n_sum + n_mult): sum
+    nodes pass it on, a product node's factors get it times the other factors."""
+    for b in range(z.shape[0]):
+        for o in range(n_sum):
+            g_z[b, o] = g_next[b, o]
+        for m in range(n_mult):
+            first = n_sum + m * arity
+            for a in range(arity):
+                prod = g_next[b, n_sum + m]
+                for a2 in range(arity):
+                    if a2 != a:
+                        prod *= z[b, first + a2]
+                g_z[b, first + a] = prod
+
+
+@_jit
+def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k, raw_ready,
                    dense, dvals, starts, dsilu, coef, w_sp, live, coef_eff,
                    g_z, g_raw, h, g_coef, g_wsp, g_wb, g_bias, g_x):  # pragma: no cover
     """Backward of `layer_forward` for the node gradient g_next (B, n_sum + n_mult).
@@ -201,7 +225,8 @@ def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k,
     Parameter gradients are added into g_coef (I, O, K), g_wsp, g_wb (I, O), g_bias (O,), as
     autograd accumulates; the input gradient (if `need_x`) is written to g_x (B, I). Scratch:
     g_z (B, O) the sub-node gradient, g_raw (I*(K+1), O), and h (C, I*(K+1)) for
-    g_z @ coef_eff^T, formed by BLAS C rows at a time. Small blocks keep h in cache: on
+    g_z @ coef_eff^T, formed by BLAS C rows at a time. With `raw_ready` the caller has
+    already formed g_z (`node_grad`) and g_raw = dense^T @ g_z. Small blocks keep h in cache: on
     [2, 5, 1] with 1,000 rows, h made whole by BLAS beat short dot products per sample and
     input (0.41 against 0.66 ms per evaluation), on [4, 16, 16, 1] with 3,000 rows it lost
     (7.5 against 6.1 ms) while it did not fit in L2.
@@ -210,18 +235,9 @@ def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k,
     n_in, _, n_basis = coef.shape
     w = n_basis + 1
     zero = g_raw.dtype.type(0)
-    for b in range(n_rows):
-        for o in range(n_sum):
-            g_z[b, o] = g_next[b, o]
-        for m in range(n_mult):  # d prod / d factor = the product of the other factors
-            first = n_sum + m * arity
-            for a in range(arity):
-                prod = g_next[b, n_sum + m]
-                for a2 in range(arity):
-                    if a2 != a:
-                        prod *= z[b, first + a2]
-                g_z[b, first + a] = prod
-    np.dot(dense.T, g_z, g_raw)
+    if not raw_ready:
+        node_grad(g_next, z, n_sum, n_mult, arity, g_z)
+        np.dot(dense.T, g_z, g_raw)
     for i in range(n_in):
         for o in range(n_out):
             lv = live[i, o]
