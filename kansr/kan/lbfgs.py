@@ -248,30 +248,30 @@ class LBFGS(torch.optim.Optimizer):
                 S.clear(), Y.clear(), rho.clear()
                 if ring is not None:
                     ring.clear()
-            elif ring is not None:
-                y, s = g - prev_g, d * t
-                ys = self._dot(y, s)
-                if ys > 1e-10:  # curvature condition: keep the pair
-                    ring.push(s, y, 1.0 / ys)
-                    h_diag = ys / self._dot(y, y)
-                d = ring.direction(g, h_diag)
             else:
                 y, s = g - prev_g, d * t
                 ys = self._dot(y, s)
-                if ys > 1e-10:  # curvature condition: keep the pair
-                    if len(S) == opts["history_size"]:
-                        S.pop(0), Y.pop(0), rho.pop(0)
-                    S.append(s), Y.append(y), rho.append(1.0 / ys)
+                keep = ys > 1e-10  # curvature condition: keep the pair
+                if keep:
                     h_diag = ys / self._dot(y, y)
-                q = -g  # two-loop recursion: d = -H g
-                alpha = [0.0] * len(S)
-                for i in range(len(S) - 1, -1, -1):
-                    alpha[i] = rho[i] * self._dot(S[i], q)
-                    q -= alpha[i] * Y[i]
-                d = q * h_diag
-                for i in range(len(S)):
-                    beta = rho[i] * self._dot(Y[i], d)
-                    d += (alpha[i] - beta) * S[i]
+                if ring is not None:
+                    if keep:
+                        ring.push(s, y, 1.0 / ys)
+                    d = ring.direction(g, h_diag)
+                else:
+                    if keep:
+                        if len(S) == opts["history_size"]:
+                            S.pop(0), Y.pop(0), rho.pop(0)
+                        S.append(s), Y.append(y), rho.append(1.0 / ys)
+                    q = -g  # two-loop recursion: d = -H g
+                    alpha = [0.0] * len(S)
+                    for i in range(len(S) - 1, -1, -1):
+                        alpha[i] = rho[i] * self._dot(S[i], q)
+                        q -= alpha[i] * Y[i]
+                    d = q * h_diag
+                    for i in range(len(S)):
+                        beta = rho[i] * self._dot(Y[i], d)
+                        d += (alpha[i] - beta) * S[i]
             prev_g, prev_loss = g, loss
             t = min(1.0, 1.0 / float(abs(g).sum())) * lr if st["n_iter"] == 1 else lr
             gtd = self._dot(g, d)
