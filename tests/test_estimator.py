@@ -93,6 +93,32 @@ def test_dataframe_columns_become_the_law_variables():
     assert model.latex()
 
 
+def test_fit_runs_blas_on_n_threads_and_restores_it(monkeypatch):
+    # The compiled layers multiply through OpenBLAS: its pools must follow n_threads (two
+    # spinning BLAS threads beside another busy process made a fit 20x slower).
+    from threadpoolctl import threadpool_info
+
+    import kansr.estimator as est
+
+    def blas_threads():
+        return {d["filepath"]: d["num_threads"] for d in threadpool_info()
+                if d["user_api"] == "blas"}
+
+    class Seen(Exception):
+        pass
+
+    def spy(self, *args, **kwargs):  # the first training: record, then stop the fit
+        raise Seen(blas_threads())
+
+    before = blas_threads()
+    monkeypatch.setattr(est.KANSR, "_train", spy)
+    X = np.random.default_rng(0).uniform(1, 2, (200, 2))
+    with pytest.raises(Seen) as seen:
+        KANSR(random_state=0, fallback=None, n_threads=1).fit(X, X[:, 0] * X[:, 1])
+    assert seen.value.args[0] and set(seen.value.args[0].values()) == {1}
+    assert blas_threads() == before
+
+
 def test_params_are_stored_untouched_and_settable():
     model = KANSR(width=[2, 3, 1], grid=7, fallback=None)
     assert model.get_params()["width"] == [2, 3, 1]
