@@ -95,7 +95,7 @@ def test_dataframe_columns_become_the_law_variables():
 
 def test_fit_runs_blas_on_n_threads_and_restores_it(monkeypatch):
     # The compiled layers multiply through OpenBLAS: its pools must follow n_threads (two
-    # spinning BLAS threads beside another busy process made a fit 20x slower).
+    # BLAS threads beside another busy process made a fit 2.9x slower).
     from threadpoolctl import threadpool_info
 
     import kansr.estimator as est

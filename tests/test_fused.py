@@ -103,13 +103,10 @@ def test_inputs_that_need_gradients_keep_second_derivatives():
     torch.testing.assert_close(hx[:, 0], fd, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("numpy_gemm", [0, 1 << 62], ids=["numpy-gemm", "kernel-gemm"])
 @pytest.mark.parametrize("width", [[3, 5, 2], [2, (1, 1), 1], [4, (2, 2), 3, 1], [2, 3, 9, 1],
                                    [3, (0, 2), 1]])
-def test_network_mse_equals_autograd(width, numpy_gemm, monkeypatch):
-    """The autograd-free loss used by `fit`: same MSE, same gradient for every parameter,
-    whether numpy or the kernel forms each layer's dense^T @ g_z."""
-    monkeypatch.setattr(fused.kernels, "NUMPY_GEMM_MIN", numpy_gemm)
+def test_network_mse_equals_autograd(width, monkeypatch):
+    """The autograd-free loss used by `fit`: same MSE, same gradient for every parameter."""
     model, X, y = _model(width, torch.float64)
     model.layers[0].unfix_edge(1, 0)  # NetworkMSE serves networks without symbolic edges
     if len(model.layers[-1].mask) > 1:

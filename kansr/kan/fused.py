@@ -299,14 +299,8 @@ class NetworkMSE:
         grad = self._g_out
         for l in range(len(bufs) - 1, -1, -1):
             buf, (_, _, _, params, grads, n_sum, n_mult) = bufs[l], self._plan[l]
-            n_out = buf.z.shape[1]
-            raw_ready = n_out > 1 and buf.dense.size * n_out >= kernels.NUMPY_GEMM_MIN
-            if raw_ready:
-                kernels.node_grad(grad, buf.z, n_sum, n_mult, arity, buf.g_z)
-                np.dot(buf.dense.T, buf.g_z, out=buf.g_raw)
             kernels.layer_backward(
-                grad, buf.z, n_sum, n_mult, arity, l > 0, k, raw_ready, buf.dense, buf.dvals,
-                buf.starts, buf.dsilu, params[0], params[1], live[l],
+                grad, buf.z, n_sum, n_mult, arity, l > 0, k, buf.dense, buf.dvals, buf.starts, buf.dsilu, params[0], params[1], live[l],
                 buf.coef_eff, buf.g_z, buf.g_raw, buf.h, *grads, buf.g_x)
             grad = buf.g_x
         return torch.tensor(mse, dtype=model.dtype)

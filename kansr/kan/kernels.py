@@ -41,13 +41,6 @@ H_BLAS_MIN_OUT = 8
 # Rows of h per BLAS block in `layer_backward`: about 128 KB of float32, well inside L2.
 H_BLOCK_ELEMENTS = 32768
 
-# From this many multiply-adds on (B rows, I*(K+1) basis columns, O outputs) on, a layer's
-# g_raw = dense^T @ g_z is formed by numpy between two kernel calls: numpy's OpenBLAS
-# (0.3.31) did this long-reduction product 1.4x faster than the one numba calls (scipy's,
-# 0.3.30) on 3,000 x 144 x 16, one thread; below it the extra call costs more than it saves.
-# (With one output it is a matrix-vector product: no faster there.)
-NUMPY_GEMM_MIN = 1 << 20
-
 
 def _jit(fn):
     """numba.njit with an on-disk cache; where no cache location is writable (numba raises at
@@ -217,7 +210,7 @@ def node_grad(g_next, z, n_sum, n_mult, arity, g_z):  # pragma: no cover - compi
 
 
 @_jit
-def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k, raw_ready,
+def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k,
                    dense, dvals, starts, dsilu, coef, w_sp, live, coef_eff,
                    g_z, g_raw, h, g_coef, g_wsp, g_wb, g_bias, g_x):  # pragma: no cover
     """Backward of `layer_forward` for the node gradient g_next (B, n_sum + n_mult).
@@ -225,8 +218,7 @@ def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k, raw_ready,
     Parameter gradients are added into g_coef (I, O, K), g_wsp, g_wb (I, O), g_bias (O,), as
     autograd accumulates; the input gradient (if `need_x`) is written to g_x (B, I). Scratch:
     g_z (B, O) the sub-node gradient, g_raw (I*(K+1), O), and h (C, I*(K+1)) for
-    g_z @ coef_eff^T, formed by BLAS C rows at a time. With `raw_ready` the caller has
-    already formed g_z (`node_grad`) and g_raw = dense^T @ g_z. Small blocks keep h in cache: on
+    g_z @ coef_eff^T, formed by BLAS C rows at a time. Small blocks keep h in cache: on
     [2, 5, 1] with 1,000 rows, h made whole by BLAS beat short dot products per sample and
     input (0.41 against 0.66 ms per evaluation), on [4, 16, 16, 1] with 3,000 rows it lost
     (7.5 against 6.1 ms) while it did not fit in L2.
@@ -235,9 +227,8 @@ def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k, raw_ready,
     n_in, _, n_basis = coef.shape
     w = n_basis + 1
     zero = g_raw.dtype.type(0)
-    if not raw_ready:
-        node_grad(g_next, z, n_sum, n_mult, arity, g_z)
-        np.dot(dense.T, g_z, g_raw)
+    node_grad(g_next, z, n_sum, n_mult, arity, g_z)
+    np.dot(dense.T, g_z, g_raw)
     for i in range(n_in):
         for o in range(n_out):
             lv = live[i, o]
