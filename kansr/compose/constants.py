@@ -448,11 +448,9 @@ def _acceptable(result: object, original: sp.Expr) -> bool:
     return not any(result.has(b) and not original.has(b) for b in _BAD)
 
 
-def _simplify_steps(expr: sp.Expr, size: int, max_nodes_simplify: int,
-                    max_nodes_cheap: int) -> Iterator[sp.Expr]:
-    """Acceptable rewrites of ``expr``, cheapest first (each step starts from the best so far)."""
-    if size > max_nodes_cheap:
-        return
+def _simplify_steps(expr: sp.Expr, try_simplify: bool) -> Iterator[sp.Expr]:
+    """Acceptable rewrites of ``expr``, cheapest first (each step starts from the best so
+    far), then ``sympy.simplify`` if `try_simplify`."""
     best = expr
     for step in _cheap_steps():
         try:
@@ -464,7 +462,7 @@ def _simplify_steps(expr: sp.Expr, size: int, max_nodes_simplify: int,
             yield out
             if expression_complexity(out) < expression_complexity(best):
                 best = out
-    if size <= max_nodes_simplify:
+    if try_simplify:
         try:
             out = sp.simplify(expr, rational=False)
         except Exception as exc:  # noqa: BLE001
@@ -587,7 +585,7 @@ def simplify_safely(
     size = expression_complexity(expr)
     if size > max_nodes_cheap:
         return expr
-    steps = _simplify_steps(expr, size, max_nodes_simplify, max_nodes_cheap)
+    steps = _simplify_steps(expr, size <= max_nodes_simplify)
     run = _forked_results if _CAN_FORK else _threaded_results
     return min([expr] + run(steps, timeout_s), key=expression_complexity)
 

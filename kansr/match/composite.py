@@ -19,14 +19,13 @@ first layer's inputs before scaling) so that g(x) is the physical x^2 and not (x
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 import sympy
 from scipy.optimize import least_squares
 
-from .edge import EdgeFit, match_edge
+from .edge import EdgeFit, match_edge, score_fit
 from .library import X, LibrarySpec, Primitive, load_library
 
 #: Inner functions tried by default (names from the default library).
@@ -78,14 +77,23 @@ def match_composite(
         for fit in match_edge(u, y, lib, top_k=2, complexity_weight=complexity_weight):
             if fit.primitive is None or fit.primitive.expr == X:
                 continue
-            g_expr = g.expr.subs(X, x_sym)
-            arg = sympy.Float(fit.a) * g_expr + sympy.Float(fit.b)
-            composed = Primitive(f"{fit.name}({name})", fit.primitive.expr.subs(X, arg),
-                                 fit.primitive.complexity + g.complexity)
-            fits.append(EdgeFit(composed.name, 1.0, 0.0, fit.c, fit.d, fit.r2, fit.mse,
-                                composed.complexity, composed))
-    err = lambda f: math.log10(max(1.0 - f.r2, 1e-10))  # noqa: E731
-    fits.sort(key=lambda f: (err(f) + complexity_weight * f.complexity, f.complexity))
+            arg = sympy.Float(fit.a) * g.expr.subs(X, x_sym) + sympy.Float(fit.b)
+            fits.append(_composed(fit.primitive, g, arg, fit.c, fit.d, fit.r2, fit.mse))
+    return _best(fits, complexity_weight, top_k)
+
+
+def _composed(f: Primitive, g: Primitive, arg: sympy.Expr, c: float, d: float, r2: float,
+              mse: float) -> EdgeFit:
+    """The fit c * f(arg) + d, arg an affine map of g, as an ordinary `EdgeFit` (a = 1,
+    b = 0) whose primitive is the composed function."""
+    composed = Primitive(f"{f.name}({g.name})", f.expr.subs(X, arg),
+                         f.complexity + g.complexity)
+    return EdgeFit(composed.name, 1.0, 0.0, c, d, r2, mse, composed.complexity, composed)
+
+
+def _best(fits: list[EdgeFit], complexity_weight: float, top_k: int) -> list[EdgeFit]:
+    """The `top_k` best by `score_fit` (ties: the simpler)."""
+    fits.sort(key=lambda f: (score_fit(f, complexity_weight), f.complexity))
     return fits[:top_k]
 
 
@@ -152,10 +160,5 @@ def match_nested(
             c, A, B, a, b, d = (float(v) for v in p)
             arg = sympy.Float(A) * g.expr.subs(X, sympy.Float(a) * X + sympy.Float(b)) \
                 + sympy.Float(B)
-            composed = Primitive(f"{f.name}({g.name})", f.expr.subs(X, arg),
-                                 f.complexity + g.complexity)
-            fits.append(EdgeFit(composed.name, 1.0, 0.0, c, d, 1.0 - sse / sst, sse / len(x),
-                                composed.complexity, composed))
-    err = lambda f: math.log10(max(1.0 - f.r2, 1e-10))  # noqa: E731
-    fits.sort(key=lambda f: (err(f) + complexity_weight * f.complexity, f.complexity))
-    return fits[:top_k]
+            fits.append(_composed(f, g, arg, c, d, 1.0 - sse / sst, sse / len(x)))
+    return _best(fits, complexity_weight, top_k)
