@@ -24,25 +24,22 @@ def test_kernel_basis_and_derivative_match_the_torch_ops(k, uniform):
     x = torch.cat([x, grid.T])  # every knot exactly
     table = basis_table(grid, k)
     ref, dref = eval_basis_kib(x, table, with_grad=True)
-    ref, dref = ref.permute(2, 1, 0), dref.permute(2, 1, 0)  # (B, I, K)
+    ref, dref = ref.transpose(0, 1), dref.transpose(0, 1)  # (I, K, B)
     basis = fused.layer_basis(x, table, True, kernel=True)
-    torch.testing.assert_close(basis.dense.view_as(ref), ref, atol=1e-12, rtol=0)
-    # The live derivatives, scattered back to the dense layout.
-    dense = torch.zeros(len(x), 3, ref.shape[-1] + 2 * (k + 1), dtype=x.dtype)
-    cols = (basis.starts + k + 1).unsqueeze(-1) + torch.arange(k + 1)
-    dense = dense.scatter_add_(2, cols, basis.dvals)[..., k + 1:-(k + 1)]
+    torch.testing.assert_close(basis.dense_t.view(ref.shape), ref, atol=1e-12, rtol=0)
+    dense = basis.ddense_t.view(dref.shape)
     scale = dref.abs().max()
     torch.testing.assert_close(dense / scale, dref / scale, atol=1e-12, rtol=0)
     no_grad = fused.layer_basis(x, table, False, kernel=True)
-    assert no_grad.dvals is None and torch.equal(no_grad.dense, basis.dense)
+    assert no_grad.ddense_t is None and torch.equal(no_grad.dense_t, basis.dense_t)
     # Both derivatives against autograd through the twice-differentiable basis: column
     # (i, c) depends on x[:, i] only, so d/dx_i sum_c w B_ic(x_i) = sum_c w dB_ic/dx_i.
     w = torch.randn(dref.shape, generator=torch.Generator().manual_seed(2), dtype=x.dtype)
     xg = x.clone().requires_grad_(True)
-    (auto,) = torch.autograd.grad((eval_basis_kib(xg, table).permute(2, 1, 0) * w).sum(), xg)
+    (auto,) = torch.autograd.grad((eval_basis_kib(xg, table).transpose(0, 1) * w).sum(), xg)
     torch_ops = fused.layer_basis(x, table, True, kernel=False)
-    for deriv in (dense, torch_ops.ddense.view_as(dref)):
-        got = (deriv * w).sum(-1)
+    for deriv in (dense, torch_ops.ddense_t.view(dref.shape)):
+        got = (deriv * w).sum(1).t()
         torch.testing.assert_close(got / auto.abs().max(), auto / auto.abs().max(), atol=1e-12,
                                    rtol=0)
 
@@ -149,18 +146,21 @@ def test_network_mse_reuses_the_first_layer_basis_across_evaluations(width, monk
                                        rtol=0)
 
 
-def test_network_mse_input_gradient_in_row_blocks(monkeypatch):
-    """The backward forms h = g_z @ coef_eff^T a block of rows at a time: blocks of 16 rows
-    over 300 (the last one partial) give the same gradients as autograd."""
-    model, X, y = _model([3, 4, 2, 1], torch.float64)
+@pytest.mark.parametrize("width", [[3, 4, 2, 1], [3, 4, 9, 1]])
+def test_network_mse_input_gradient_in_row_blocks(width, monkeypatch):
+    """The backward forms h = coef_eff @ g_z a block of samples at a time (by BLAS from
+    `H_BLAS_MIN_OUT` outputs on, inline below): blocks of 16 over 300 (the last one partial)
+    give the same gradients as autograd."""
+    model, X, y = _model(width, torch.float64)
     model.layers[0].unfix_edge(1, 0)
     monkeypatch.setattr(fused, "ENABLED", False)
     ref, grads_ref = _loss_and_grads(model, X, y)
     monkeypatch.setattr(fused.kernels, "H_BLOCK_ELEMENTS", 100)
+    monkeypatch.setattr(fused.kernels, "H_INLINE_BLOCK", 16)
     mse_fn = fused.NetworkMSE(model, X, y)
     model.zero_grad(set_to_none=True)
     mse_fn()
-    assert [len(buf.h) for buf in mse_fn._bufs] == [0, 16, 16]  # the first needs no h
+    assert [buf.h.shape[1] for buf in mse_fn._bufs] == [0, 16, 16]  # the first needs no h
     for p, g_ref in zip(model.parameters(), grads_ref):
         if g_ref is not None and g_ref.any():
             torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),

@@ -43,14 +43,11 @@ def use_kernel(x: torch.Tensor) -> bool:
 
 
 class LayerBasis(NamedTuple):
-    """The basis of a layer's input x (B, I), dense (B, I*K), and its x-derivative when x
-    needs a gradient: the k + 1 live functions' derivatives dvals (B, I, k + 1) from column
-    starts (B, I) (compiled kernel), or the dense ddense (B, I*K) (torch ops)."""
+    """The basis of a layer's input x (B, I), feature-major: dense_t (I*K, B), row i*K + c
+    holding B_c(x_i), and its x-derivative ddense_t (same layout) when x needs a gradient."""
 
-    dense: torch.Tensor
-    dvals: torch.Tensor | None = None
-    starts: torch.Tensor | None = None
-    ddense: torch.Tensor | None = None
+    dense_t: torch.Tensor
+    ddense_t: torch.Tensor | None = None
 
 
 def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool,
@@ -61,23 +58,25 @@ def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool,
     on CPU when numba is installed.
     """
     x = x.detach()
-    grid, pieces = table.grid, table.pieces
+    grid, recip = table.grid, table.recip
     if grid.dtype != x.dtype:
-        grid, pieces = grid.to(x.dtype), pieces.to(x.dtype)
+        grid, recip = grid.to(x.dtype), recip.to(x.dtype)
     n_rows, n_in = x.shape
-    n_basis, s = grid.shape[1] - table.k - 1, table.k + 1
+    n_knots = grid.shape[1]
+    n_basis = n_knots - table.k - 1
     if kernel if kernel is not None else use_kernel(x):
-        dense = x.new_empty(n_rows, n_in, n_basis)
-        dvals = x.new_empty(n_rows if with_grad else 0, n_in, s)
-        starts = torch.empty(n_rows if with_grad else 0, n_in, dtype=torch.int64)
-        kernels.basis_kernel(table.k)(x.contiguous().numpy(), grid.numpy(), pieces.numpy(),
-                                      dense.numpy(), dvals.numpy(), starts.numpy(), with_grad)
-        return LayerBasis(dense.view(n_rows, -1), *((dvals, starts) if with_grad else ()))
-    if not with_grad:
-        return LayerBasis(eval_basis_kib(x, table).permute(2, 1, 0).reshape(n_rows, -1))
+        dense_t = x.new_empty(n_in * n_basis, n_rows)
+        ddense_t = x.new_empty(n_in * n_basis, n_rows if with_grad else 0)
+        tmp = np.empty((2, n_knots - 1, max(1, min(kernels.BASIS_BLOCK, n_rows))),
+                       dtype=dense_t.numpy().dtype)
+        kernels.basis(x.t().contiguous().numpy(), grid.numpy(), recip.numpy(), table.k,
+                      dense_t.numpy(), ddense_t.numpy(), with_grad, tmp[0], tmp[1])
+        return LayerBasis(dense_t, ddense_t if with_grad else None)
+    if not with_grad:  # (K, I, B) -> (I*K, B)
+        return LayerBasis(eval_basis_kib(x, table).transpose(0, 1).reshape(-1, n_rows))
     basis, dbasis = eval_basis_kib(x, table, with_grad=True)
-    return LayerBasis(basis.permute(2, 1, 0).reshape(n_rows, -1),
-                      ddense=dbasis.permute(2, 1, 0).reshape(n_rows, -1))
+    return LayerBasis(basis.transpose(0, 1).reshape(-1, n_rows),
+                      dbasis.transpose(0, 1).reshape(-1, n_rows))
 
 
 class _Saved(NamedTuple):
@@ -101,7 +100,7 @@ def layer_forward(x, coef, w_sp, w_base, bias, live, basis: LayerBasis):
     coef_eff = (coef * scale.unsqueeze(-1)).transpose(1, 2).reshape(n_in * n_basis, n_out)
     wb_eff = w_base * live
     act = torch.nn.functional.silu(x)
-    out = torch.addmm(bias, act, wb_eff).addmm_(basis.dense, coef_eff)
+    out = torch.addmm(bias, act, wb_eff).addmm_(basis.dense_t.t(), coef_eff)
     return out, _Saved(x, coef, scale, live, coef_eff, wb_eff, act, basis)
 
 
@@ -113,7 +112,7 @@ def layer_backward(saved: _Saved, grad: torch.Tensor, need: tuple[bool, ...]):
     g_x = g_coef = g_wsp = g_wb = g_bias = None
     if need[1] or need[2]:
         # (I*K, B) @ (B, O) -> (I, K, O) -> (I, O, K)
-        g_raw = (basis.dense.t() @ grad).view(n_in, n_basis, n_out).transpose(1, 2)
+        g_raw = (basis.dense_t @ grad).view(n_in, n_basis, n_out).transpose(1, 2)
         if need[1]:
             g_coef = g_raw * scale.unsqueeze(-1)
         if need[2]:
@@ -123,18 +122,20 @@ def layer_backward(saved: _Saved, grad: torch.Tensor, need: tuple[bool, ...]):
     if need[4]:
         g_bias = grad.sum(0)
     if need[0]:
-        if basis.dvals is None and basis.ddense is None:
+        if basis.ddense_t is None:
             raise RuntimeError("x needs a gradient but its basis has no derivative")
-        g_x = torch.ops.aten.silu_backward(grad @ wb_eff.t(), x).contiguous()  # silu part
-        if basis.dvals is not None:  # + the spline part, in place
-            h = (grad @ coef_eff.t() if n_out >= kernels.H_BLAS_MIN_OUT else x.new_empty(0, 1))
-            kernels.grad_x_spline(grad.contiguous().numpy(),
-                                  coef_eff.view(n_in, n_basis, n_out).numpy(),
-                                  basis.dvals.numpy(), basis.starts.numpy(),
-                                  h.view(-1, n_in, n_basis).numpy(), g_x.numpy())
+        g_x = torch.ops.aten.silu_backward(grad @ wb_eff.t(), x)  # the silu part
+        if use_kernel(x):
+            g_t = grad.t().contiguous()
+            h_t = x.new_empty(kernels.h_shape(max(1, len(x)), len(coef_eff), n_out))
+            g_xt = x.new_empty(n_in, len(x))
+            kernels.input_grad(g_t.numpy(), coef_eff.numpy(), basis.ddense_t.numpy(),
+                               x.new_empty(n_out, h_t.shape[1]).numpy(), h_t.numpy(),
+                               g_xt.numpy())
+            g_x += g_xt.t()
         else:
-            h = grad @ coef_eff.t()  # (B, I*K)
-            g_x.add_((basis.ddense * h).view(len(x), n_in, n_basis).sum(-1))
+            h_t = coef_eff @ grad.t()  # (I*K, B), as the basis
+            g_x += (basis.ddense_t * h_t).view(n_in, n_basis, len(x)).sum(1).t()
     return g_x, g_coef, g_wsp, g_wb, g_bias
 
 
@@ -157,9 +158,9 @@ class SplineLayerFn(torch.autograd.Function):
 
 
 class _LayerBuffers:
-    """Scratch arrays of one layer for `NetworkMSE` (B rows), numpy views for the kernels.
-    What only the input gradient uses (derivatives, h, g_x) has no rows where the layer's
-    input needs no gradient (the first layer)."""
+    """Scratch arrays of one layer for `NetworkMSE` (B rows), numpy views for the kernels, all
+    feature-major (`kernels`). What only the input gradient uses (ddT, h, g_x) has no
+    columns where the layer's input needs no gradient (the first layer)."""
 
     def __init__(self, n_rows: int, coef: torch.Tensor, k: int, n_next: int,
                  need_x: bool) -> None:
@@ -171,17 +172,16 @@ class _LayerBuffers:
             return torch.empty(shape, dtype=dtype).numpy()
 
         self.shape = tuple(coef.shape)
-        self.sig_t = torch.empty(n_rows, n_in, dtype=coef.dtype)
+        self.sig_t = torch.empty(n_in, n_rows, dtype=coef.dtype)
         self.sig = self.sig_t.numpy()
-        self.dense = empty(n_rows, width)
-        self.dense3 = self.dense.reshape(n_rows, n_in, n_basis + 1)
-        self.dvals, self.dsilu = empty(n_grad, n_in, k + 1), empty(n_grad, n_in)
-        self.starts = empty(n_grad, n_in, dtype=torch.int64)
+        self.dense, self.ddense = empty(width, n_rows), empty(width, n_grad)
+        block = max(1, min(kernels.BASIS_BLOCK, n_rows))
+        self.tmp_a, self.tmp_b = empty(n_basis + k, block), empty(n_basis + k, block)
         self.coef_eff, self.g_raw = empty(width, n_out), empty(width, n_out)
-        self.z, self.g_z = empty(n_rows, n_out), empty(n_rows, n_out)
-        block = max(16, kernels.H_BLOCK_ELEMENTS // width)
-        self.h = empty(min(n_grad, block), width)
-        self.x_next, self.g_x = empty(n_rows, n_next), empty(n_grad, n_in)
+        self.z, self.g_z = empty(n_out, n_rows), empty(n_out, n_rows)
+        self.h = empty(*kernels.h_shape(n_grad, width, n_out))
+        self.g_block = empty(n_out, self.h.shape[1])
+        self.x_next, self.g_x = empty(n_next, n_rows), empty(n_in, n_grad)
 
 
 def _grad_array(p: torch.Tensor) -> np.ndarray | None:
@@ -213,8 +213,9 @@ class NetworkMSE:
     def __init__(self, model, X: torch.Tensor, y: torch.Tensor) -> None:
         self.model = model
         dtype = model.dtype
-        self._X = X.detach().to(dtype).contiguous().numpy()
-        self._y = y.detach().to(dtype).reshape(len(X), -1).contiguous().numpy()
+        # Feature-major, as the kernels work: (features, rows).
+        self._X = X.detach().to(dtype).t().contiguous().numpy()
+        self._y = y.detach().to(dtype).reshape(len(X), -1).t().contiguous().numpy()
         self._g_out = np.empty_like(self._y)
         self._table0 = None  # the first layer's table whose basis of X the buffers hold
         self._bufs: list[_LayerBuffers] = []
@@ -253,7 +254,7 @@ class NetworkMSE:
     def _make_plan(self) -> list[tuple]:
         """Per layer: the kernels' arguments that stay put between evaluations (numpy views
         of tables, parameters and gradients, sizes, buffers)."""
-        model, n_rows = self.model, len(self._X)
+        model, n_rows = self.model, self._X.shape[1]
         shapes = [tuple(layer.coef.shape) for layer in model.layers]
         if [b.shape for b in self._bufs] != shapes:
             self._bufs = [_LayerBuffers(n_rows, layer.coef, model.k, sum(model.width[l + 1]),
@@ -270,7 +271,7 @@ class NetworkMSE:
             table = layer.spline_table()
             n_sum, n_mult = model.width[l + 1]
             views = [t.detach().numpy() for t in params]
-            plan.append((table, table.grid.numpy(), table.pieces.numpy(), views, grads,
+            plan.append((table, table.grid.numpy(), table.recip.numpy(), views, grads,
                          n_sum, n_mult))
         return plan
 
@@ -283,15 +284,15 @@ class NetworkMSE:
             self._plan = self._make_plan()
             self._plan_key = self._key()  # the plan may have created gradients
         bufs, live = self._bufs, self._live
-        basis = kernels.basis_kernel(k)
-        for l, (buf, (table, grid, pieces, params, _, n_sum, n_mult)) in enumerate(
+        for l, (buf, (table, grid, recip, params, _, n_sum, n_mult)) in enumerate(
                 zip(bufs, self._plan)):
-            fresh = l > 0 or self._table0 is not table
-            if fresh:
+            if l > 0 or self._table0 is not table:  # else the basis of X is still there
                 torch.sigmoid(torch.from_numpy(x), out=buf.sig_t)
-                basis(x, grid, pieces, buf.dense3, buf.dvals, buf.starts, l > 0)
-            kernels.layer_forward(x, buf.sig, fresh, l > 0, *params, live[l], n_sum, n_mult,
-                                  arity, buf.dense, buf.dsilu, buf.coef_eff, buf.z, buf.x_next)
+                kernels.basis(x, grid, recip, k, buf.dense, buf.ddense, l > 0, buf.tmp_a,
+                              buf.tmp_b)
+                kernels.silu_rows(x, buf.sig, buf.dense, buf.ddense, l > 0)
+            kernels.layer_forward(*params, live[l], n_sum, n_mult, arity, buf.dense,
+                                  buf.coef_eff, buf.z, buf.x_next)
             if l == 0:
                 self._table0 = table
             x = buf.x_next
@@ -299,8 +300,8 @@ class NetworkMSE:
         grad = self._g_out
         for l in range(len(bufs) - 1, -1, -1):
             buf, (_, _, _, params, grads, n_sum, n_mult) = bufs[l], self._plan[l]
-            kernels.layer_backward(
-                grad, buf.z, n_sum, n_mult, arity, l > 0, k, buf.dense, buf.dvals, buf.starts, buf.dsilu, params[0], params[1], live[l],
-                buf.coef_eff, buf.g_z, buf.g_raw, buf.h, *grads, buf.g_x)
+            kernels.layer_backward(grad, buf.z, n_sum, n_mult, arity, l > 0, buf.dense,
+                                   buf.ddense, params[0], params[1], live[l], buf.coef_eff,
+                                   buf.g_z, buf.g_raw, buf.g_block, buf.h, *grads, buf.g_x)
             grad = buf.g_x
         return torch.tensor(mse, dtype=model.dtype)

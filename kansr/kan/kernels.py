@@ -1,25 +1,24 @@
 """Compiled CPU kernels of a KAN layer (numba): basis, forward, backward and the MSE.
 
-A layer's whole training step on CPU is two compiled calls, `layer_forward` and
-`layer_backward`, around one vectorised torch op (the sigmoid of the layer's input: a scalar
-exp in a numba loop vectorises neither here nor in numba's own `np.exp`, and was 3-4x slower
-than torch's). The arithmetic is that of `fused.layer_forward`/`layer_backward` (the
-portable torch-ops form that CUDA uses); tests hold both to the autograd layers.
+Every array here is feature-major: a layer's input is xT (I, B), its basis denseT (I*W, B),
+its output zT (O, B), so that the loops over samples are the innermost ones, contiguous and
+vectorised (AVX2/AVX-512) by the compiler. In the sample-major layout the same loops ran one
+scalar at a time: the basis was 3.7x slower on 3,000 x 16 inputs.
 
 The base branch w_base * silu(x) is treated as one more basis function: each input owns
-K + 1 columns of the dense basis, [B_0(x) .. B_{K-1}(x), silu(x)], so that the layer is
+W = K + 1 rows of the basis, [B_0(x) .. B_{K-1}(x), silu(x)], so that the layer is
 
-    z = dense (B, I*(K+1)) @ coef_eff (I*(K+1), O) + bias,
+    zT = coef_eff^T (O, I*W) @ denseT (I*W, B) + bias,
 
-one BLAS product forward and two backward (one of them in row blocks), whatever the number
-of inputs.
+one BLAS product forward and two backward, whatever the number of inputs. A layer's training
+step on CPU is two compiled calls, `layer_forward` and `layer_backward`, around one torch
+sigmoid (a scalar exp in a numba loop vectorises neither here nor in numba's own `np.exp`,
+and was 3-4x slower than torch's). The arithmetic is that of `fused.layer_forward` and
+`fused.layer_backward` (the torch-ops form CUDA uses); tests hold both to autograd.
 
-The basis kernel is compiled per spline order and process (`basis_kernel`); the others are
-cached on disk.
+Kernels compile once and are cached on disk.
 """
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
@@ -28,18 +27,32 @@ try:  # numba is a core dependency; without it the torch-ops path serves everyth
 except ImportError:  # pragma: no cover
     numba = None
 
-# Reassociation and fused multiply-adds let the compiler vectorise the knot count and the
-# Horner sums (1.4x faster on 32 x 4,096); no-NaN/no-inf flags are left out so NaN inputs
-# stay NaN-safe.
+# Reassociation and fused multiply-adds let the compiler vectorise the sums; no-NaN/no-inf
+# flags are left out so NaN inputs stay NaN.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
-# `grad_x_spline`: from this many outputs on, h = grad @ coef_eff^T is one BLAS product
-# rather than k + 1 short dot products per sample and input (measured on 3,000 x 16 inputs
-# with 16 outputs: 0.98 ms inline, 0.36 ms through BLAS).
+# Samples per block of the basis recursion: its (knots, block) scratch stays in L1.
+BASIS_BLOCK = 512
+
+# `layer_backward`: from this many outputs on, h = coef_eff @ g_z is formed by BLAS, a block
+# of samples at a time; below, inline (h has one row per input and basis function).
 H_BLAS_MIN_OUT = 8
 
-# Rows of h per BLAS block in `layer_backward`: about 128 KB of float32, well inside L2.
+# Elements of h per BLAS block in `input_grad`: about 128 KB of float32, inside L2.
 H_BLOCK_ELEMENTS = 32768
+
+# Samples per block of `input_grad` when h is formed inline (one row at a time): long enough
+# that the loops over samples are not mostly prologue and remainder (blocks of 73 made the
+# backward of 32 inputs x 4,096 samples 3x slower).
+H_INLINE_BLOCK = 2048
+
+
+def h_shape(n_rows: int, width: int, n_out: int) -> tuple[int, int]:
+    """Shape of `input_grad`'s scratch h for a layer with n_rows samples, width = I*W basis
+    rows and n_out outputs (g_block is (n_out, the same columns))."""
+    if n_out >= H_BLAS_MIN_OUT:
+        return width, min(n_rows, max(16, H_BLOCK_ELEMENTS // width))
+    return 1, min(n_rows, H_INLINE_BLOCK)
 
 
 def _jit(fn):
@@ -53,125 +66,85 @@ def _jit(fn):
         return numba.njit(nogil=True, fastmath=FASTMATH)(fn)
 
 
-def _basis_source(k: int) -> str:
-    """Source of the basis loop for spline order k with the k + 1 live functions held in
-    named locals (v0, d0, v1, d1, ...) and stored only after all are computed. In a loop
-    over r the stores into dense3 could alias the table reads, so the k + 1 Horner chains
-    ran one after another; as locals they overlap (1.2-1.3x faster on 3,000 x 16 and
-    4,096 x 32 inputs)."""
-    s = k + 1
-    live = range(s)
-    lines = [
-        "def basis(x, grid, pieces, dense3, dvals, starts, with_grad):",
-        "    flat = dense3.reshape(dense3.size)",
-        "    for j in range(flat.size):",
-        "        flat[j] = 0.0",
-        "    n_rows, n_in = x.shape",
-        "    n = grid.shape[1]",
-        f"    n_basis = n - {s}",
-        "    for b in range(n_rows):",
-        "        for i in range(n_in):",
-        "            xv = x[b, i]",
-        "            lo = 0",
-        "            for q in range(n):",
-        "                lo += grid[i, q] <= xv",
-        f"            start = lo - {s}",
-        "            p = pieces[i, lo]",
-        "            scale = p[1]",
-        "            u = (xv - p[0]) * scale + p[2]",
-    ]
-    for r in live:
-        lines += [f"            v{r} = p[{3 + k * s + r}]", f"            d{r} = v{r} - v{r}"]
-    for d in range(k - 1, -1, -1):
-        for r in live:
-            lines += [f"            d{r} = d{r} * u + v{r}",
-                      f"            v{r} = v{r} * u + p[{3 + d * s + r}]"]
-    lines += [f"            if start >= 0 and start + {s} <= n_basis:",
-              "                row = dense3[b, i]"]
-    lines += [f"                row[start + {r}] = v{r}" for r in live]
-    lines += ["            else:  # dead functions (value 0) at clamped columns"]
-    lines += [f"                dense3[b, i, min(max(start + {r}, 0), n_basis - 1)] += v{r}"
-              for r in live]
-    lines += ["            if with_grad:", "                starts[b, i] = start"]
-    lines += [f"                dvals[b, i, {r}] = d{r} * scale" for r in live]
-    return "\n".join(lines) + "\n"
+@_jit
+def basis(xT, knots, recip, k, denseT, ddT, with_grad, tmp_a, tmp_b):  # pragma: no cover
+    """B-spline basis of order k of xT (I, B) on knots (I, n): row i*W + c of denseT
+    (I*W, B) receives B_c(x_i) for c < n - k - 1 (rows i*W + c beyond are left alone); with
+    `with_grad`, the same rows of ddT receive dB_c/dx.
 
-
-@functools.lru_cache(maxsize=None)
-def basis_kernel(k: int):
-    """The compiled basis loop for spline order k, a compile-time constant (generated by
-    `_basis_source`: the Horner sums unroll, 2x faster than a runtime k). Compiled per
-    process on first use, about 0.5 s: generated code cannot be cached on disk.
-
-    basis(x, grid, pieces, dense3, dvals, starts, with_grad): zero dense3 (B, I, W >= K)
-    and write the basis of x (B, I) into its first K columns; with_grad: the derivatives of
-    the k + 1 live functions into dvals (B, I, k + 1) and the column of the first into
-    starts (B, I).
-
-    The interval is the number of knots <= x (a branch-free count: grids are short). Its
-    k + 1 live functions are Horner sums of the table's power-form pieces (`SplineTable`),
-    the derivative a second Horner sum alongside. Dead functions (the grid's ends, or x
-    outside it: table rows 0 and n) have zero pieces and add 0 at a clamped column. (The
-    zeroing is one pass before the loop: zeroing each row and then adding to the same cells
-    stalled on store forwarding, 2-2.5x slower.)
+    Cox-de Boor over all basis functions at once, a block of samples (tmp_a, tmp_b: (n, block))
+    at a time: every step is a vector op over samples with the knots as scalars, no gathers.
+    recip (I, k + 1, n) holds 1 / (t[c + p] - t[c]), 0 for repeated knots (their 0/0 terms
+    are 0). Intervals are half-open [t_c, t_c+1): zero outside the knots.
     """
-    namespace: dict = {}
-    exec(compile(_basis_source(k), f"<kansr basis kernel k={k}>", "exec"), namespace)
-    return numba.njit(nogil=True, fastmath=FASTMATH)(namespace["basis"])
+    n_in, n_rows = xT.shape
+    n = knots.shape[1]
+    n_basis = n - k - 1
+    w = denseT.shape[0] // n_in
+    block = tmp_a.shape[1]
+    one = xT.dtype.type(1)
+    kf = xT.dtype.type(k)
+    for i in range(n_in):
+        for b0 in range(0, n_rows, block):
+            m = min(block, n_rows - b0)
+            xb = xT[i, b0:b0 + m]
+            # Rows as 1-D views and two scratch arrays (levels p - 1 and p): updating one
+            # array in place, rows c and c + 1, did not vectorise (8x slower).
+            prev, cur = tmp_a, tmp_b
+            for c in range(n - 1):
+                lo, hi = knots[i, c], knots[i, c + 1]
+                out = prev[c]
+                for b in range(m):
+                    xv = xb[b]
+                    out[b] = one * ((xv >= lo) & (xv < hi))
+            for p in range(1, k + 1):
+                last = p == k
+                if last and with_grad:  # dB_c,k/dx = k (B_c,k-1 / (t_c+k - t_c) - ...)
+                    for c in range(n_basis):
+                        r1, r2 = recip[i, k, c] * kf, recip[i, k, c + 1] * kf
+                        pc, pn = prev[c], prev[c + 1]
+                        out = ddT[i * w + c, b0:b0 + m]
+                        for b in range(m):
+                            out[b] = pc[b] * r1 - pn[b] * r2
+                for c in range(n_basis if last else n - 1 - p):
+                    lo, hi = knots[i, c], knots[i, c + p + 1]
+                    r1, r2 = recip[i, p, c], recip[i, p, c + 1]
+                    pc, pn = prev[c], prev[c + 1]
+                    out = denseT[i * w + c, b0:b0 + m] if last else cur[c]
+                    for b in range(m):
+                        xv = xb[b]
+                        out[b] = (xv - lo) * r1 * pc[b] + (hi - xv) * r2 * pn[b]
+                prev, cur = cur, prev
 
 
 @_jit
-def grad_x_spline(grad, coef_eff, dvals, starts, h, out):  # pragma: no cover - compiled
-    """out[b, i] += sum_r dvals[b, i, r] h[b, i, starts[b, i] + r], h = grad @ coef_eff^T
-    viewed (B, I, K): the spline part of the input gradient, reading only the k + 1 live
-    basis functions. With few outputs h is formed here, from coef_eff viewed (I, K, O), only
-    where it is read (pass h with a zero-length first axis); with many, BLAS makes it.
-    (The silu part is one vectorised torch op: with a scalar exp here the kernel was 2-5x
-    slower.)
-    """
-    n_samples, n_in = starts.shape
-    n_basis, n_out = coef_eff.shape[1], coef_eff.shape[2]
-    s = dvals.shape[2]
-    inline = h.shape[0] == 0
-    for b in range(n_samples):
-        for i in range(n_in):
-            acc = out[b, i]
-            for r in range(s):  # dead functions have dvals 0
-                col = min(max(starts[b, i] + r, 0), n_basis - 1)
-                if inline:
-                    t = acc - acc
-                    for o in range(n_out):
-                        t += grad[b, o] * coef_eff[i, col, o]
-                else:
-                    t = h[b, i, col]
-                acc += dvals[b, i, r] * t
-            out[b, i] = acc
-
-
-@_jit
-def layer_forward(x, sig, fresh, with_grad, coef, w_sp, w_base, bias, live, n_sum, n_mult,
-                  arity, dense, dsilu, coef_eff, z, x_next):  # pragma: no cover
-    """One layer forward: x (B, I) -> sub-nodes z (B, O) -> nodes x_next (B, n_sum + n_mult).
-
-    dense (B, I*(K+1)) holds the basis of x (`basis_kernel`, which zeroes each input's last
-    column); if `fresh` (not reused from an earlier call: the first layer's is reused
-    across a fit) silu(x) = x sig(x) is written into those columns from sig = sigmoid(x), and,
-    if `with_grad`, silu'(x) into dsilu (B, I) for the backward. coef_eff (I*(K+1), O)
-    receives coef * w_sp * live and w_base * live. A product node multiplies `arity`
-    consecutive sub-nodes after the n_sum plain ones.
-    """
-    n_rows, n_in = x.shape
-    n_basis = coef.shape[2]
-    w = n_basis + 1
-    n_out = bias.shape[0]
-    if fresh:
-        dense3 = dense.reshape((n_rows, n_in, w))
+def silu_rows(xT, sigT, denseT, ddT, with_grad):  # pragma: no cover - compiled
+    """The base branch's rows: silu(x) = x sig(x) into row i*W + W - 1 of denseT, and, with
+    `with_grad`, silu'(x) into the same row of ddT; sigT = sigmoid(xT)."""
+    n_in, n_rows = xT.shape
+    w = denseT.shape[0] // n_in
+    one = xT.dtype.type(1)
+    for i in range(n_in):
+        xi, si = xT[i], sigT[i]
+        row = denseT[i * w + w - 1]
         for b in range(n_rows):
-            for i in range(n_in):
-                xv, sv = x[b, i], sig[b, i]
-                dense3[b, i, n_basis] = xv * sv
-                if with_grad:
-                    dsilu[b, i] = sv * (1.0 + xv * (1.0 - sv))
+            row[b] = xi[b] * si[b]
+        if with_grad:
+            drow = ddT[i * w + w - 1]
+            for b in range(n_rows):
+                drow[b] = si[b] * (one + xi[b] * (one - si[b]))
+
+
+@_jit
+def layer_forward(coef, w_sp, w_base, bias, live, n_sum, n_mult, arity, denseT,
+                  coef_eff, zT, x_nextT):  # pragma: no cover - compiled
+    """One layer forward from its basis denseT (I*W, B) (`basis`, `silu_rows`): sub-nodes
+    zT (O, B), nodes x_nextT (n_sum + n_mult, B). coef_eff (I*W, O) receives coef * w_sp *
+    live and w_base * live. A product node multiplies `arity` consecutive sub-nodes after the
+    n_sum plain ones."""
+    n_in, n_out, n_basis = coef.shape
+    n_rows = zT.shape[1]
+    w = n_basis + 1
     for i in range(n_in):
         for o in range(n_out):
             lv = live[i, o]
@@ -179,56 +152,60 @@ def layer_forward(x, sig, fresh, with_grad, coef, w_sp, w_base, bias, live, n_su
             for c in range(n_basis):
                 coef_eff[i * w + c, o] = coef[i, o, c] * scale
             coef_eff[i * w + n_basis, o] = w_base[i, o] * lv
-    np.dot(dense, coef_eff, z)
-    for b in range(n_rows):
-        for o in range(n_out):
-            z[b, o] += bias[o]
-        for o in range(n_sum):
-            x_next[b, o] = z[b, o]
-        for m in range(n_mult):
-            prod = z[b, n_sum + m * arity]
-            for a in range(1, arity):
-                prod *= z[b, n_sum + m * arity + a]
-            x_next[b, n_sum + m] = prod
+    np.dot(coef_eff.T, denseT, zT)
+    for o in range(n_out):
+        bo = bias[o]
+        zo = zT[o]
+        for b in range(n_rows):
+            zo[b] += bo
+    for o in range(n_sum):
+        x_nextT[o] = zT[o]
+    for m in range(n_mult):
+        first = n_sum + m * arity
+        out = x_nextT[n_sum + m]
+        out[:] = zT[first]
+        for a in range(1, arity):
+            za = zT[first + a]
+            for b in range(n_rows):
+                out[b] *= za[b]
 
 
 @_jit
-def node_grad(g_next, z, n_sum, n_mult, arity, g_z):  # pragma: no cover - compiled
-    """Sub-node gradient g_z (B, O) from the node gradient g_next (B, n_sum + n_mult): sum
-    nodes pass it on, a product node's factors get it times the other factors."""
-    for b in range(z.shape[0]):
-        for o in range(n_sum):
-            g_z[b, o] = g_next[b, o]
-        for m in range(n_mult):
-            first = n_sum + m * arity
-            for a in range(arity):
-                prod = g_next[b, n_sum + m]
-                for a2 in range(arity):
-                    if a2 != a:
-                        prod *= z[b, first + a2]
-                g_z[b, first + a] = prod
+def node_grad(g_nextT, zT, n_sum, n_mult, arity, g_zT):  # pragma: no cover - compiled
+    """Sub-node gradient g_zT (O, B) from the node gradient g_nextT (n_sum + n_mult, B): sum
+    nodes pass it on, a product node's factors get it times the other factors (no division:
+    a factor may be 0)."""
+    n_rows = zT.shape[1]
+    for o in range(n_sum):
+        g_zT[o] = g_nextT[o]
+    for m in range(n_mult):
+        first = n_sum + m * arity
+        for a in range(arity):
+            out = g_zT[first + a]
+            out[:] = g_nextT[n_sum + m]
+            for a2 in range(arity):
+                if a2 != a:
+                    za = zT[first + a2]
+                    for b in range(n_rows):
+                        out[b] *= za[b]
 
 
 @_jit
-def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k,
-                   dense, dvals, starts, dsilu, coef, w_sp, live, coef_eff,
-                   g_z, g_raw, h, g_coef, g_wsp, g_wb, g_bias, g_x):  # pragma: no cover
-    """Backward of `layer_forward` for the node gradient g_next (B, n_sum + n_mult).
+def layer_backward(g_nextT, zT, n_sum, n_mult, arity, need_x, denseT, ddT, coef, w_sp, live,
+                   coef_eff, g_zT, g_raw, g_block, hT, g_coef, g_wsp, g_wb, g_bias,
+                   g_xT):  # pragma: no cover - compiled
+    """Backward of `layer_forward` for the node gradient g_nextT (n_sum + n_mult, B).
 
     Parameter gradients are added into g_coef (I, O, K), g_wsp, g_wb (I, O), g_bias (O,), as
-    autograd accumulates; the input gradient (if `need_x`) is written to g_x (B, I). Scratch:
-    g_z (B, O) the sub-node gradient, g_raw (I*(K+1), O), and h (C, I*(K+1)) for
-    g_z @ coef_eff^T, formed by BLAS C rows at a time. Small blocks keep h in cache: on
-    [2, 5, 1] with 1,000 rows, h made whole by BLAS beat short dot products per sample and
-    input (0.41 against 0.66 ms per evaluation), on [4, 16, 16, 1] with 3,000 rows it lost
-    (7.5 against 6.1 ms) while it did not fit in L2.
+    autograd accumulates; the input gradient (if `need_x`) is written to g_xT (I, B) by
+    `input_grad` (scratch g_block, hT). Scratch: g_zT (O, B), g_raw (I*W, O).
     """
-    n_rows, n_out = z.shape
+    n_out, n_rows = zT.shape
     n_in, _, n_basis = coef.shape
     w = n_basis + 1
     zero = g_raw.dtype.type(0)
-    node_grad(g_next, z, n_sum, n_mult, arity, g_z)
-    np.dot(dense.T, g_z, g_raw)
+    node_grad(g_nextT, zT, n_sum, n_mult, arity, g_zT)
+    np.dot(denseT, g_zT.T, g_raw)
     for i in range(n_in):
         for o in range(n_out):
             lv = live[i, o]
@@ -240,33 +217,58 @@ def layer_backward(g_next, z, n_sum, n_mult, arity, need_x, k,
                 acc += gr * coef[i, o, c]
             g_wsp[i, o] += acc * lv
             g_wb[i, o] += g_raw[i * w + n_basis, o] * lv
-    for o in range(n_out):  # a register sum: adding into g_bias[o] per row was slower
-        acc = zero
-        for b in range(n_rows):
-            acc += g_z[b, o]
-        g_bias[o] += acc
-    if not need_x:
-        return
-    s = k + 1
-    chunk = h.shape[0]
-    for r0 in range(0, n_rows, chunk):  # h by BLAS, a block of rows at a time
-        r1 = min(r0 + chunk, n_rows)
-        hc = h[: r1 - r0]
-        np.dot(g_z[r0:r1], coef_eff.T, hc)
-        for b in range(r0, r1):
-            hb = hc[b - r0]
-            for i in range(n_in):
-                acc = dsilu[b, i] * hb[i * w + n_basis]
-                for r in range(s):  # dead functions have dvals 0
-                    col = min(max(starts[b, i] + r, 0), n_basis - 1)
-                    acc += dvals[b, i, r] * hb[i * w + col]
-                g_x[b, i] = acc
+    for o in range(n_out):
+        g_bias[o] += g_zT[o].sum()
+    if need_x:
+        input_grad(g_zT, coef_eff, ddT, g_block, hT, g_xT)
+
+
+@_jit
+def input_grad(g_zT, coef_eff, ddT, g_block, hT, g_xT):  # pragma: no cover - compiled
+    """g_xT (I, B) = the layer's input gradient from the sub-node gradient g_zT (O, B):
+
+        g_x[i, b] = sum_c ddT[i*W + c, b] h[i*W + c, b],   h = coef_eff (I*W, O) @ g_z,
+
+    ddT being the derivative of the basis rows (`basis`, `silu_rows`). With many outputs h
+    is made by BLAS a block of samples at a time (g_block (O, C), hT (I*W, C): in cache);
+    with few, one row at a time inline (hT's first row).
+    """
+    n_out, n_rows = g_zT.shape
+    n_in = g_xT.shape[0]
+    w = ddT.shape[0] // n_in
+    zero = g_xT.dtype.type(0)
+    chunk = hT.shape[1]
+    blas = n_out >= H_BLAS_MIN_OUT
+    for b0 in range(0, n_rows, chunk):
+        m = min(chunk, n_rows - b0)
+        if blas:  # hT = coef_eff @ g_z for this block (the last one padded with zeros)
+            for o in range(n_out):
+                g_block[o, :m] = g_zT[o, b0:b0 + m]
+                g_block[o, m:] = zero
+            np.dot(coef_eff, g_block, hT)
+        for i in range(n_in):
+            gx = g_xT[i, b0:b0 + m]
+            gx[:] = zero
+            for c in range(w):
+                r = i * w + c
+                h = hT[r] if blas else hT[0]
+                if not blas:
+                    for b in range(m):
+                        h[b] = zero
+                    for o in range(n_out):
+                        co = coef_eff[r, o]
+                        go = g_zT[o, b0:b0 + m]
+                        for b in range(m):
+                            h[b] += co * go[b]
+                d = ddT[r, b0:b0 + m]
+                for b in range(m):
+                    gx[b] += d[b] * h[b]
 
 
 @_jit
 def mse_and_grad(out, y, grad):  # pragma: no cover
-    """Mean squared error of out against y (both (B, O)), accumulated in float64; its
-    gradient 2 (out - y) / (B O) is written to grad."""
+    """Mean squared error of out against y (same 2-D shape), accumulated in float64; its
+    gradient 2 (out - y) / out.size is written to grad."""
     n_rows, n_out = out.shape
     scale = 2.0 / (n_rows * n_out)
     total = 0.0
@@ -276,4 +278,3 @@ def mse_and_grad(out, y, grad):  # pragma: no cover
             total += float(d) * float(d)
             grad[b, o] = d * scale
     return total / (n_rows * n_out)
-

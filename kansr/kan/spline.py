@@ -55,7 +55,9 @@ class SplineTable(NamedTuple):
     the k + 1 basis functions alive there; idx = 0 and n (outside the grid) are zero.
     Function r of interval column idx is basis function clamp(idx + `shift`[r]): dead ones
     (zero rows) land on real columns and add 0. Stored feature-major so that gathered
-    samples lie contiguous: every Horner step is a plain vector op over samples.
+    samples lie contiguous: every Horner step is a plain vector op over samples. `recip`
+    (I, k + 1, n) holds 1 / (t[c + p] - t[c]) (0 for repeated knots) for the compiled
+    Cox-de Boor loop (`kernels.basis`).
     """
 
     grid: torch.Tensor  # (I, n) contiguous, in the table's dtype
@@ -63,7 +65,7 @@ class SplineTable(NamedTuple):
     offset: torch.Tensor  # (I, 1) int64: first column of each input
     shift: torch.Tensor  # (k + 1, 1) int64: r - k - 1
     k: int
-    pieces: torch.Tensor  # (I, n + 1, 3 + (k + 1)^2): `rows` interval-major, for `fused`
+    recip: torch.Tensor  # (I, k + 1, n)
 
 
 def _pad_knots(grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -126,10 +128,14 @@ def basis_table(grid: torch.Tensor, k: int, dtype: torch.dtype | None = None) ->
                       poly.transpose(-1, -2).flatten(2)], dim=2)  # (I, J, 3 + s*s)
     rows = torch.nn.functional.pad(body, (0, 0, 1, 1)).to(dtype)  # idx = j + 1; 0, n zero
     offset = torch.arange(0, n_in * (n + 1), n + 1, device=g.device)[:, None]
+    recip = g.new_zeros(n_in, k + 1, n)
+    for p in range(1, k + 1):
+        span = g[:, p:] - g[:, :-p]
+        recip[:, p, : n - p] = torch.where(span > 0, 1.0 / span, 0.0)
     return SplineTable(grid.detach().to(dtype).contiguous(),
                        rows.reshape(-1, rows.shape[-1]).t().contiguous(),
                        offset, torch.arange(-k - 1, 0, device=g.device)[:, None], k,
-                       rows.contiguous())
+                       recip.to(dtype).contiguous())
 
 
 # Up to this many knots per input, and from this many samples on (below it the per-op
