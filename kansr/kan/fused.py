@@ -7,9 +7,9 @@ forward and backward on [2, 5, 1] with 1,000 rows. Here the same function is
 
     out = basis(x) @ coef_eff + silu(x) @ w_base_eff + bias,
 
-with the dense basis (B, I*K) and the derivatives of its live functions written by one
-compiled loop (numba, on CPU; torch ops elsewhere), and the gradients of coef, w_sp, w_base,
-bias and x computed directly from the saved basis (`layer_forward`, `layer_backward`).
+with the dense basis and its x-derivative, feature-major (I*K, B), written by one compiled
+loop (numba, on CPU; torch ops elsewhere), and the gradients of coef, w_sp, w_base, bias and
+x computed directly from the saved basis (`layer_forward`, `layer_backward`).
 
 `SplineLayerFn` wraps them as the autograd op `KAN.forward` uses for inputs that need no
 gradient (on CPU and CUDA). `NetworkMSE`, the loss and gradient `fit` evaluates on CPU with no
