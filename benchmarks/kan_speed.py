@@ -1,6 +1,7 @@
 """KAN speed: kansr vs pykan 0.2.8 on forward, forward+backward and a 50-step LBFGS fit.
 
-    python benchmarks/kan_speed.py [--repeats N] [--threads T] [--no-pykan] [--pykan-steps S]
+    python benchmarks/kan_speed.py [--repeats N] [--fit-repeats F] [--threads T] [--no-pykan]
+                                   [--pykan-steps S]
 
 Prints a markdown table and writes it to benchmarks/results/kan_speed.md. fwd and fwd+bwd
 are medians over `--repeats` runs. Fits run `--fit-repeats` times per implementation,
