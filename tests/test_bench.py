@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -236,6 +237,11 @@ def test_resume_after_crash_redoes_nothing(tmp_path: Path, fakes: Path, equation
     assert len(_calls(fakes)) - calls_before == len(tasks) - 7
     third = run_benchmark(tasks, out, FAST, backend="inline", progress=False)
     assert third.finished == 0 and third.skipped == len(tasks)
+    # Each run (the first, the resumed ones) logs the code it ran on.
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    assert [r["pending"] for r in runs] == [8, len(tasks) - 7, 0]
+    commit = runs[-1]["source_commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit)
 
 
 def test_dask_backend(tmp_path: Path, fakes: Path, equations) -> None:

@@ -161,6 +161,24 @@ def _version() -> str:
     return str(__version__)
 
 
+def source_commit() -> str | None:
+    """The git commit of the kansr source this process imported ("-dirty" appended when the
+    package differs from it), or None outside a git checkout. A resumable run may continue
+    on newer code: its run log says which commit ran which part."""
+    package = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(package), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", str(package))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("-dirty" if dirty else "")
+
+
 def base_record(task: Task, config: RunConfig) -> dict:
     """Record fields known before the task runs; the rest are null/False."""
     record: dict[str, object] = {name: None for name in RECORD_FIELDS}
@@ -523,7 +541,8 @@ def _count(summary: RunSummary, record: dict) -> None:
 
 def _log_run(out: Path, config: RunConfig, backend: str, total: int, pending: int) -> None:
     entry = {"started_at": _now(), "argv": sys.argv, "backend": backend, "tasks": total,
-             "pending": pending, "config": asdict(config), "kansr_version": _version()}
+             "pending": pending, "config": asdict(config), "kansr_version": _version(),
+             "source_commit": source_commit()}
     with (out / RUNS_FILE).open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(entry) + "\n")
 
