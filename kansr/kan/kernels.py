@@ -31,11 +31,12 @@ except ImportError:  # pragma: no cover
 # flags are left out so NaN inputs stay NaN.
 FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
-# Samples per block of the basis recursion: its (knots, block) scratch stays in L1.
+# Samples per block of the basis recursion: its two (knots, block) scratch arrays stay in
+# cache (L1 up to G = 5 in float32). 512 beat 256 and 1,024 on 3,000 x 16 inputs.
 BASIS_BLOCK = 512
 
-# `layer_backward`: from this many outputs on, h = coef_eff @ g_z is formed by BLAS, a block
-# of samples at a time; below, inline (h has one row per input and basis function).
+# `input_grad`: from this many outputs on, h = coef_eff @ g_z is formed by BLAS, a block of
+# samples at a time; below, inline, one row of h (an input's basis function) at a time.
 H_BLAS_MIN_OUT = 8
 
 # Elements of h per BLAS block in `input_grad`: about 128 KB of float32, inside L2.
