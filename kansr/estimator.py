@@ -190,6 +190,16 @@ class KANSR:
         process made a [4, 16, 16, 1] fit 2.9x slower (8.0 s against 2.8 s); None leaves
         both alone.
     verbose : show progress bars and log each stage.
+
+    Attributes (after fit)
+    ----------------------
+    equations_ : Pareto front of whole formulas (sympy, error, complexity); best_ : its chosen
+        row (see ``selection``). kan_ : the trained network of the best shape. graph_ : the
+        symbolic graph of the first network whose symbolic stage ran (None if none did).
+        architectures_ : the shapes trained and their validation errors.
+    last_resort_ : None, or, when no network gave a finite formula, why. The front then holds
+        formulas fitted to the data directly (the fallback engine's and a least-squares
+        line), and a warning is logged.
     """
 
     def __init__(self, width: list | None = None, grid: int = 5, k: int = 3,
@@ -318,6 +328,7 @@ class KANSR:
         self.kan_ = trained[0][2]
 
         rows = []
+        self.graph_, self.last_resort_ = None, None
         for k_arch, (val_mse, arch, model) in enumerate(trained):
             sym_deadline = self._deadline(t0, 0.8)
             if k_arch and sym_deadline is not None and time.perf_counter() > sym_deadline:
@@ -330,18 +341,22 @@ class KANSR:
             except Exception as exc:  # one architecture failing must not lose the others
                 log.warning("symbolic stage failed for %s: %s", arch.name, exc)
                 continue
-            if k_arch == 0 or not hasattr(self, "graph_"):
+            if self.graph_ is None:  # the first network that got through
                 self.graph_ = graph
             rows += [(e, arch.name) for e in exprs]
             if self._near_exact(exprs, Xa, ya):
                 break  # the best network already gave an exact-looking law
-        if not rows:
-            raise RuntimeError("no formula could be composed from the trained networks")
         self.equations_ = self._front(rows, Xa, ya)
         if self.equations_.empty:
-            raise RuntimeError("no composed formula evaluates to finite values on the data "
-                               "(e.g. a log or sqrt left its domain); the trained network is "
-                               "still in kan_")
+            # A result, not an exception after the whole budget: formulas fitted to the data
+            # directly, said loudly. (Seen in the Feynman run: I.18.4, I.50.26.)
+            why = ("no formula could be composed from the trained networks" if not rows else
+                   "no composed formula evaluates to finite values on the data (e.g. a log "
+                   "or sqrt left its domain)")
+            log.warning("%s: fitting the data directly (fallback engine, least-squares "
+                        "line); the trained network is still in kan_", why)
+            self.equations_ = self._front(self._last_resort(Xa, ya, engine), Xa, ya)
+            self.last_resort_ = why
         self.best_ = select_best(self.equations_, rule=self.selection)
         self.seconds_ = time.perf_counter() - t0
         return self
@@ -449,6 +464,23 @@ class KANSR:
                 if self._near_exact(exprs[-1:], Xa, ya):
                     break  # exact already: the near-tied variants cannot beat it
         return first_graph, exprs
+
+    def _last_resort(self, Xa, ya, engine) -> list[tuple[sympy.Expr, str]]:
+        """Formulas fitted to the data directly, for when no network gave a usable one: the
+        fallback engine's front (if there is an engine) and the least-squares line, which is
+        always finite."""
+        rows = []
+        if engine is not None:
+            try:
+                rows += [(c.expr, "fallback") for c in
+                         engine.fit(Xa, ya, variable_names=self.variable_names_)]
+            except Exception as exc:  # noqa: BLE001 - the line below still answers
+                log.warning("fallback engine on the data failed: %s", exc)
+        design = np.column_stack([Xa, np.ones(len(Xa))])
+        coef = np.linalg.lstsq(design, ya, rcond=None)[0]
+        line = sympy.Add(*(sympy.Float(c) * s for c, s in zip(coef, self.symbols_)),
+                         sympy.Float(coef[-1]))
+        return rows + [(line, "linear")]
 
     def _compose(self, graph: nx.DiGraph) -> sympy.Expr:
         """The graph's formula in the user's variables and units (input/output scaling undone)."""

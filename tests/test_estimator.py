@@ -82,6 +82,31 @@ def test_edge_no_primitive_explains_goes_to_the_fallback_engine():
     assert any(c["name"].startswith("operon:") and c["chosen"] for c in edge["candidates"])
 
 
+@pytest.mark.parametrize("failure", ["raises", "not_finite"])
+def test_networks_without_a_usable_formula_still_give_one(failure, monkeypatch, caplog):
+    """When the symbolic stage fails for every network (or gives only formulas that are not
+    finite on the data), fit answers with formulas fitted to the data directly, says why in
+    ``last_resort_`` and a warning, instead of raising after the whole budget."""
+    rng = np.random.default_rng(2)
+    X = rng.uniform(1, 3, (300, 2))
+    y = 3.0 * X[:, 0] - 2.0 * X[:, 1] + 0.5
+
+    def symbolic(self, model, *args, **kwargs):
+        if failure == "raises":
+            raise ValueError("symbolic stage broke")
+        return None, [sp.log(-self.symbols_[0])]  # nan on every row
+
+    monkeypatch.setattr(KANSR, "_symbolic", symbolic)
+    with caplog.at_level("WARNING", logger="kansr.estimator"):
+        model = KANSR(width=[2, 1], fallback=None, refine=(), steps=5).fit(
+            X, y, variable_names=["a", "b"])
+    assert "fitting the data directly" in caplog.text
+    assert ("composed" if failure == "raises" else "finite") in model.last_resort_
+    a, b = sp.symbols("a b")
+    assert check(model.sympy(), 3 * a - 2 * b + sp.Rational(1, 2), [a, b], [(1, 3)] * 2).numeric
+    assert model.score(X, y) > 1 - 1e-12
+
+
 def test_dataframe_columns_become_the_law_variables():
     rng = np.random.default_rng(1)
     df = pd.DataFrame({"mass": rng.uniform(1, 5, 300), "accel": rng.uniform(1, 5, 300)})
