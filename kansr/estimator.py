@@ -329,6 +329,7 @@ class KANSR:
 
         rows = []
         self.graph_, self.last_resort_ = None, None
+        failures: list[str] = []
         for k_arch, (val_mse, arch, model) in enumerate(trained):
             sym_deadline = self._deadline(t0, 0.8)
             if k_arch and sym_deadline is not None and time.perf_counter() > sym_deadline:
@@ -340,6 +341,7 @@ class KANSR:
                                               val_mse, sym_deadline)
             except Exception as exc:  # one architecture failing must not lose the others
                 log.warning("symbolic stage failed for %s: %s", arch.name, exc)
+                failures.append(f"{arch.name}: {type(exc).__name__}: {exc}")
                 continue
             if self.graph_ is None:  # the first network that got through
                 self.graph_ = graph
@@ -353,6 +355,8 @@ class KANSR:
             why = ("no formula could be composed from the trained networks" if not rows else
                    "no composed formula evaluates to finite values on the data (e.g. a log "
                    "or sqrt left its domain)")
+            if failures:
+                why += " (" + "; ".join(failures) + ")"
             log.warning("%s: fitting the data directly (fallback engine, least-squares "
                         "line); the trained network is still in kan_", why)
             self.equations_ = self._front(self._last_resort(Xa, ya, engine), Xa, ya)

@@ -445,3 +445,27 @@ def test_powers_stay_near_their_feature_point():
         if f.name in ("x^2", "x^3", "sqrt", "1/x", "1/x^2", "log"):
             alpha, beta = f.a * s, f.b + f.a * m
             assert abs(beta) <= 50 * abs(alpha) * (1 + 1e-9), (f.name, f.a, f.b)
+
+
+def test_an_edge_whose_input_node_is_constant_becomes_that_constant():
+    """A hidden node whose incoming edges are all pruned outputs its bias on every row: the
+    edges leaving it are constants, not an error that loses the whole network's formula."""
+    import torch
+
+    from kansr.compose.choose import symbolize
+    from kansr.kan import KAN
+    from kansr.match.library import Library
+
+    model = KAN([2, 2, 1], grid=5, seed=0, dtype="float64")
+    with torch.no_grad():
+        model.layers[0].mask[:, 1] = 0.0  # hidden node 1 sees nothing: its value is its bias
+        model.layers[0].bias[1] = 0.3
+    X = torch.rand(200, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = model(X).detach()
+    sym_model, records = symbolize(model, X, y, Library.default().subset(["x", "x^2"]))
+    const = next(r for r in records if (r.layer, r.i, r.j) == (1, 1, 0))
+    assert [o.name for o in const.options] == ["const"]
+    # the symbolic network computes what the network did (hidden node 0's edges are exact
+    # library functions only approximately, so compare loosely)
+    with torch.no_grad():
+        assert float(torch.mean((sym_model(X) - y) ** 2)) < 1e-2 * float(torch.var(y))

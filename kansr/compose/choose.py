@@ -25,7 +25,7 @@ from ..fallback import FallbackEngine
 from ..graph import EDGE_VAR, set_biases
 from ..kan import KAN, fit
 from ..match.composite import match_composite, match_nested
-from ..match.edge import match_edge
+from ..match.edge import CONST_NAME, match_edge, zero_spread
 from ..match.library import Library
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,12 @@ def edge_options(x: np.ndarray, y: np.ndarray, library: Library,
     it either, the fallback engine's candidates. Unexplained variance below `err_floor`
     counts as zero when ranking (the edge is a spline: it is only so exact).
     """
+    if zero_spread(x):
+        # The edge's input node is constant on the data (its own inputs were pruned or are
+        # constant): the edge is its value there, a constant. (Raised before, and lost the
+        # whole network's formula: Feynman II.11.3.)
+        return [EdgeOption(CONST_NAME, sympy.Integer(0), (0.0, 0.0, 0.0, float(np.mean(y))),
+                           0, 1.0)]
     fits = match_edge(x, y, library, top_k=top_k, err_floor=err_floor)
     opts = [EdgeOption(f.name, f.primitive.expr if f.primitive is not None else sympy.Integer(0),
                        (f.a, f.b, f.c, f.d), f.complexity, f.r2) for f in fits]

@@ -144,6 +144,13 @@ class _Data:
         return self.n * self.y_std**2
 
 
+def zero_spread(x: np.ndarray) -> bool:
+    """Whether samples x are (numerically) one point: no function of x can be fitted, only
+    its value there."""
+    x = np.asarray(x, dtype=np.float64)
+    return bool(np.ptp(x) <= 1e-12 * max(1.0, float(np.max(np.abs(x)))))
+
+
 def _validate(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -157,7 +164,7 @@ def _validate(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("x contains NaN or infinite values")
     if not np.all(np.isfinite(y)):
         raise ValueError("y contains NaN or infinite values")
-    if np.ptp(x) <= 1e-12 * max(1.0, float(np.max(np.abs(x)))):
+    if zero_spread(x):
         raise ValueError("x has (numerically) zero spread; cannot fit an edge")
     return x, y
 
