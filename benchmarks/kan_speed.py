@@ -98,9 +98,8 @@ def count_forwards(model: torch.nn.Module) -> list[int]:
     return calls
 
 
-def bench_ours(width, grid, X, y, args) -> tuple[dict, Callable[[], tuple[float, int]]]:
-    """fwd and fwd+bwd times, and a function that times one fresh fit (seconds, evaluations)."""
-    model = kk.KAN(width, grid=grid, k=K_ORDER, seed=0)
+def time_passes(model: torch.nn.Module, X, y, repeats: int) -> dict:
+    """Median seconds of a forward (no grad) and of a forward plus the MSE's backward."""
 
     def fwd():
         with torch.no_grad():
@@ -110,7 +109,12 @@ def bench_ours(width, grid, X, y, args) -> tuple[dict, Callable[[], tuple[float,
         model.zero_grad(set_to_none=True)
         torch.mean((model(X) - y) ** 2).backward()
 
-    res = {"fwd": median_time(fwd, args.repeats), "fwd_bwd": median_time(fwd_bwd, args.repeats)}
+    return {"fwd": median_time(fwd, repeats), "fwd_bwd": median_time(fwd_bwd, repeats)}
+
+
+def bench_ours(width, grid, X, y, args) -> tuple[dict, Callable[[], tuple[float, int]]]:
+    """fwd and fwd+bwd times, and a function that times one fresh fit (seconds, evaluations)."""
+    res = time_passes(kk.KAN(width, grid=grid, k=K_ORDER, seed=0), X, y, args.repeats)
     # Warm-up fit: the first optimizer step pays one-off import/dispatch costs (~1 s).
     kk.fit(kk.KAN(width, grid=grid, k=K_ORDER, seed=0), X, y, steps=1, update_grid=False,
            progress=False)
@@ -150,17 +154,7 @@ def bench_pykan(width, grid, X, y, args, fast: bool) -> tuple[dict, Callable[[],
         return m.speed() if fast else m
 
     with quiet_in_tmp():
-        model = build()
-
-        def fwd():
-            with torch.no_grad():
-                model(X)
-
-        def fwd_bwd():
-            model.zero_grad(set_to_none=True)
-            torch.mean((model(X) - y) ** 2).backward()
-
-        res = {"fwd": median_time(fwd, args.repeats), "fwd_bwd": median_time(fwd_bwd, args.repeats)}
+        res = time_passes(build(), X, y, args.repeats)
         build().fit(dataset, opt="LBFGS", steps=1, update_grid=False)  # warm-up, as ours
 
     def fit_once() -> tuple[float, int]:
