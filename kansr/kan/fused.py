@@ -67,10 +67,9 @@ def layer_basis(x: torch.Tensor, table: SplineTable, with_grad: bool,
     if kernel if kernel is not None else use_kernel(x):
         dense_t = x.new_empty(n_in * n_basis, n_rows)
         ddense_t = x.new_empty(n_in * n_basis, n_rows if with_grad else 0)
-        tmp = np.empty((2, n_knots - 1, max(1, min(kernels.BASIS_BLOCK, n_rows))),
-                       dtype=dense_t.numpy().dtype)
         kernels.basis(x.t().contiguous().numpy(), grid.numpy(), recip.numpy(), table.k,
-                      dense_t.numpy(), ddense_t.numpy(), with_grad, tmp[0], tmp[1])
+                      dense_t.numpy(), ddense_t.numpy(), with_grad,
+                      *kernels.basis_scratch(n_knots, n_rows, dense_t.numpy().dtype))
         return LayerBasis(dense_t, ddense_t if with_grad else None)
     if not with_grad:  # (K, I, B) -> (I*K, B)
         return LayerBasis(eval_basis_kib(x, table).transpose(0, 1).reshape(-1, n_rows))
@@ -127,10 +126,10 @@ def layer_backward(saved: _Saved, grad: torch.Tensor, need: tuple[bool, ...]):
         g_x = torch.ops.aten.silu_backward(grad @ wb_eff.t(), x)  # the silu part
         if use_kernel(x):
             g_t = grad.t().contiguous()
-            h_t = x.new_empty(kernels.h_shape(max(1, len(x)), len(coef_eff), n_out))
             g_xt = x.new_empty(n_in, len(x))
             kernels.input_grad(g_t.numpy(), coef_eff.numpy(), basis.ddense_t.numpy(),
-                               x.new_empty(n_out, h_t.shape[1]).numpy(), h_t.numpy(),
+                               *kernels.input_grad_scratch(max(1, len(x)), len(coef_eff),
+                                                           n_out, g_xt.numpy().dtype),
                                g_xt.numpy())
             g_x += g_xt.t()
         else:
@@ -175,12 +174,11 @@ class _LayerBuffers:
         self.sig_t = torch.empty(n_in, n_rows, dtype=coef.dtype)
         self.sig = self.sig_t.numpy()
         self.dense, self.ddense = empty(width, n_rows), empty(width, n_grad)
-        block = max(1, min(kernels.BASIS_BLOCK, n_rows))
-        self.tmp_a, self.tmp_b = empty(n_basis + k, block), empty(n_basis + k, block)
+        np_dtype = self.sig.dtype
+        self.tmp_a, self.tmp_b = kernels.basis_scratch(n_basis + k + 1, n_rows, np_dtype)
         self.coef_eff, self.g_raw = empty(width, n_out), empty(width, n_out)
         self.z, self.g_z = empty(n_out, n_rows), empty(n_out, n_rows)
-        self.h = empty(*kernels.h_shape(n_grad, width, n_out))
-        self.g_block = empty(n_out, self.h.shape[1])
+        self.g_block, self.h = kernels.input_grad_scratch(n_grad, width, n_out, np_dtype)
         self.x_next, self.g_x = empty(n_next, n_rows), empty(n_in, n_grad)
 
 

@@ -48,12 +48,22 @@ H_BLOCK_ELEMENTS = 32768
 H_INLINE_BLOCK = 2048
 
 
-def h_shape(n_rows: int, width: int, n_out: int) -> tuple[int, int]:
-    """Shape of `input_grad`'s scratch h for a layer with n_rows samples, width = I*W basis
-    rows and n_out outputs (g_block is (n_out, the same columns))."""
+def basis_scratch(n_knots: int, n_rows: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The two scratch arrays `basis` alternates between: (n_knots - 1, block)."""
+    shape = (n_knots - 1, max(1, min(BASIS_BLOCK, n_rows)))
+    return np.empty(shape, dtype), np.empty(shape, dtype)
+
+
+def input_grad_scratch(n_rows: int, width: int, n_out: int,
+                       dtype) -> tuple[np.ndarray, np.ndarray]:
+    """`input_grad`'s scratch (g_block, hT) for n_rows samples, width = I*W basis rows and
+    n_out outputs. hT's row count tells `input_grad` how to form h: all width rows by BLAS,
+    or a single row inline."""
     if n_out >= H_BLAS_MIN_OUT:
-        return width, min(n_rows, max(16, H_BLOCK_ELEMENTS // width))
-    return 1, min(n_rows, H_INLINE_BLOCK)
+        rows, cols = width, min(n_rows, max(16, H_BLOCK_ELEMENTS // width))
+    else:
+        rows, cols = 1, min(n_rows, H_INLINE_BLOCK)
+    return np.empty((n_out, cols), dtype), np.empty((rows, cols), dtype)
 
 
 def _jit(fn):
@@ -73,8 +83,8 @@ def basis(xT, knots, recip, k, denseT, ddT, with_grad, tmp_a, tmp_b):  # pragma:
     (I*W, B) receives B_c(x_i) for c < n - k - 1 (rows i*W + c beyond are left alone); with
     `with_grad`, the same rows of ddT receive dB_c/dx.
 
-    Cox-de Boor over all basis functions at once, a block of samples (tmp_a, tmp_b: (n, block))
-    at a time: every step is a vector op over samples with the knots as scalars, no gathers.
+    Cox-de Boor over all basis functions at once, a block of samples at a time (tmp_a, tmp_b:
+    `basis_scratch`): every step is a vector op over samples with the knots as scalars, no gathers.
     recip (I, k + 1, n) holds 1 / (t[c + p] - t[c]), 0 for repeated knots (their 0/0 terms
     are 0). Intervals are half-open [t_c, t_c+1): zero outside the knots.
     """
@@ -245,16 +255,16 @@ def input_grad(g_zT, coef_eff, ddT, g_block, hT, g_xT):  # pragma: no cover - co
 
         g_x[i, b] = sum_c ddT[i*W + c, b] h[i*W + c, b],   h = coef_eff (I*W, O) @ g_z,
 
-    ddT being the derivative of the basis rows (`basis`, `silu_rows`). With many outputs h
-    is made by BLAS a block of samples at a time (g_block (O, C), hT (I*W, C): in cache);
-    with few, one row at a time inline (hT's first row).
+    ddT being the derivative of the basis rows (`basis`, `silu_rows`). As the scratch
+    (`input_grad_scratch`) says: hT (I*W, C) is made by BLAS a block of C samples at a time
+    (from g_block (O, C): in cache), or, with one row, h is formed inline a row at a time.
     """
     n_out, n_rows = g_zT.shape
     n_in = g_xT.shape[0]
     w = ddT.shape[0] // n_in
     zero = g_xT.dtype.type(0)
     chunk = hT.shape[1]
-    blas = n_out >= H_BLAS_MIN_OUT
+    blas = hT.shape[0] > 1
     for b0 in range(0, n_rows, chunk):
         m = min(chunk, n_rows - b0)
         if blas:  # hT = coef_eff @ g_z for this block (the last one padded with zeros)
