@@ -24,11 +24,13 @@ measured here with the same thread count: how close we get to a dense-BLAS-bound
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import datetime as dt
 import io
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -136,6 +138,7 @@ def bench_pykan(width, grid, X, y, args, fast: bool) -> tuple[dict, Callable[[],
 
     dataset = {"train_input": X, "train_label": y, "test_input": X, "test_label": y}
     tmp = tempfile.mkdtemp(prefix="kansr-pykan-")  # pykan writes ./model, ./video: not here
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # fit_once runs until the end
 
     @contextlib.contextmanager
     def quiet_in_tmp():
