@@ -40,10 +40,51 @@ def test_reaches_the_rosenbrock_minimum_like_torch(n):
         assert ours_evals == ref_evals
 
 
-def test_a_step_is_max_iter_iterations_and_max_eval_evaluations():
-    start = torch.tensor([-1.2, 1.0], dtype=torch.float64)
-    _, evals = _minimise(LBFGS, start, steps=1, max_iter=3)
-    assert 3 <= evals <= 3 * 25 // 4 + 1
+def _one_step(cls, lr: float, **kw) -> tuple[int, int]:
+    """(closure calls, iterations) of one step on Rosenbrock from (-1.2, 1)."""
+    x = torch.nn.Parameter(torch.tensor([-1.2, 1.0], dtype=torch.float64))
+    if cls is torch.optim.LBFGS:
+        kw["line_search_fn"] = "strong_wolfe"
+    opt = cls([x], lr=lr, tolerance_grad=1e-32, tolerance_change=1e-32, history_size=10, **kw)
+    evals = [0]
+
+    def closure():
+        evals[0] += 1
+        opt.zero_grad()
+        loss = _rosenbrock(x)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    state = opt._lbfgs if cls is LBFGS else opt.state[opt._params[0]]
+    return evals[0], state["n_iter"]
+
+
+def test_max_eval_defaults_to_five_quarters_of_max_iter():
+    x = torch.nn.Parameter(torch.zeros(2))
+    assert LBFGS([x], max_iter=3).defaults["max_eval"] == 3
+    assert LBFGS([x]).defaults["max_eval"] == 25
+    assert LBFGS([x], max_iter=3, max_eval=7).defaults["max_eval"] == 7
+
+
+@pytest.mark.parametrize("lr", [1.0, 1e3])  # 1e3: every first trial overshoots, long searches
+@pytest.mark.parametrize("max_iter,max_eval", [(3, None), (1, None), (20, 4), (5, 8), (3, 100)])
+def test_a_step_is_max_iter_iterations_and_max_eval_evaluations(lr, max_iter, max_eval):
+    """A step stops after max_iter iterations or once max_eval closure calls are spent; the
+    line search gets what is left of max_eval, so a step makes at most max_eval + 1 calls
+    (the search's first trial point comes on top), exactly as many as torch's."""
+    evals, iters = _one_step(LBFGS, lr, max_iter=max_iter, max_eval=max_eval)
+    budget = max_eval or max_iter * 5 // 4
+    assert 1 <= iters <= max_iter
+    assert evals <= budget + 1
+    assert iters == max_iter or evals >= budget  # it stopped for one of the two reasons
+    assert (evals, iters) == _one_step(torch.optim.LBFGS, lr, max_iter=max_iter,
+                                       max_eval=max_eval)
+
+
+def test_a_generous_eval_budget_runs_all_iterations():
+    evals, iters = _one_step(LBFGS, 1.0, max_iter=3, max_eval=100)
+    assert iters == 3 and evals > 3  # three line searches beyond the first evaluation
 
 
 def test_parameters_keep_identity_values_and_gradients():

@@ -278,7 +278,9 @@ class LBFGS(torch.optim.Optimizer):
             if gtd > -tol_change:  # not a descent direction
                 break
             x = self._copy(self._x)
-            loss, g, t, ls_evals = self._strong_wolfe(closure, x, t, d, loss, g, gtd)
+            # the line search spends what is left of max_eval (as torch's does)
+            loss, g, t, ls_evals = self._strong_wolfe(closure, x, t, d, loss, g, gtd,
+                                                      max_ls=opts["max_eval"] - evals)
             self._x[:] = x
             self._x += t * d
             evals += ls_evals
