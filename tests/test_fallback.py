@@ -12,6 +12,7 @@ import pytest
 import sympy
 
 import kansr.fallback.pysr as pysr_mod
+from kansr.fallback.pysr import _JULIA_EXE
 from kansr.fallback import (
     Candidate,
     OperonEngine,
@@ -154,14 +155,57 @@ def test_get_engine_auto_prefers_pysr_with_julia(monkeypatch: pytest.MonkeyPatch
     assert isinstance(get_engine("auto"), PySREngine)
 
 
-def test_get_engine_auto_here() -> None:
-    engine = get_engine("auto")
-    if julia_available():
-        assert isinstance(engine, PySREngine)
-    elif HAS_OPERON:
-        assert isinstance(engine, OperonEngine)
-    else:
-        assert engine is None
+def _fake_julia_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path) -> str:
+    """No Julia anywhere but an executable `julia` script alone on PATH; returns its path."""
+    _no_julia_env(monkeypatch, tmp_path)
+    fake = tmp_path / _JULIA_EXE
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return str(fake)
+
+
+def _fake_pysr_installed(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """A stand-in `pysr` package importable from sys.path (found, never imported here)."""
+    pkg = tmp_path / "site" / "pysr"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise ImportError('the test must not import pysr')\n")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+
+
+def _hide_module(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a)
+    )
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX executable bit")
+def test_get_engine_auto_picks_pysr_when_julia_is_on_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    _fake_julia_on_path(monkeypatch, tmp_path)
+    _fake_pysr_installed(monkeypatch, tmp_path)
+    engine = get_engine("auto", random_state=3, time_limit=7.0)
+    assert isinstance(engine, PySREngine)
+    assert engine.random_state == 3 and engine.time_limit == 7.0
+    assert "pysr" not in sys.modules
+
+
+@needs_operon
+def test_get_engine_auto_picks_operon_without_julia(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    _no_julia_env(monkeypatch, tmp_path)
+    _fake_pysr_installed(monkeypatch, tmp_path)  # pysr alone is not enough: it needs Julia
+    assert isinstance(get_engine("auto"), OperonEngine)
+
+
+def test_get_engine_auto_is_none_without_julia_or_pyoperon(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    _no_julia_env(monkeypatch, tmp_path)
+    _hide_module(monkeypatch, "pyoperon")
+    assert get_engine("auto") is None
 
 
 def test_get_engine_pysr_without_julia_raises(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -206,9 +250,36 @@ def test_julia_available_false_without_julia_and_never_imports_pysr(
     assert "pysr" not in sys.modules
 
 
-def test_julia_available_here_does_not_import_pysr() -> None:
-    assert julia_available() == (pysr_installed() and find_julia() is not None)
+@pytest.mark.skipif(os.name == "nt", reason="POSIX executable bit")
+def test_julia_available_with_julia_on_path_and_pysr_installed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    fake = _fake_julia_on_path(monkeypatch, tmp_path)
+    _fake_pysr_installed(monkeypatch, tmp_path)
+    assert pysr_installed() is True
+    assert find_julia() == fake
+    assert julia_available() is True
     assert "pysr" not in sys.modules
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX executable bit")
+def test_julia_available_false_with_julia_but_without_pysr(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    _fake_julia_on_path(monkeypatch, tmp_path)
+    _hide_module(monkeypatch, "pysr")
+    assert find_julia() is not None
+    assert julia_available() is False
+
+
+def test_julia_available_false_when_the_julia_on_path_is_not_executable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    _no_julia_env(monkeypatch, tmp_path)
+    _fake_pysr_installed(monkeypatch, tmp_path)
+    (tmp_path / _JULIA_EXE).write_text("not a program\n")  # no executable bit
+    assert find_julia() is None
+    assert julia_available() is False
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX executable bit")
