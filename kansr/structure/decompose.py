@@ -1,0 +1,198 @@
+"""Sub-problems from a passed separability test, and the whole formula from the parts' formulas.
+
+Each part of a split is a slice of the oracle: g(x_A) = f(x_A, ref_B) and h(x_B) = f(ref_A, x_B)
+with the other group frozen at a reference point, so the parts are plain functions to solve
+with the same pipeline; `recombine` puts the constants back exactly:
+
+    additive        f = g + h - f(ref)
+    multiplicative  f = g * h / f(ref)
+    offset_product  f = c + (g - c) * (h - c) / (f(ref) - c)
+    pair symmetry   f(x) = F(rest, u) with u = combine(kind, x_i, x_j) substituted back
+
+    >>> f = lambda X: X[:, 0] * X[:, 1] + np.sin(X[:, 2])
+    >>> res = SeparabilityResult("additive", 0.0, 1e-6, split=((0, 1), (2,)))
+    >>> dec = decompose(f, res, [-1] * 3, [1] * 3, np.random.default_rng(0))
+    >>> x0, x1, x2 = sympy.symbols("x0 x1 x2")
+    >>> g = x0 * x1 + sympy.sin(dec.ref[2]); h = dec.ref[0] * dec.ref[1] + sympy.sin(x2)
+    >>> sympy.nsimplify(recombine(dec, [g, h], [x0, x1, x2]), tolerance=1e-12)
+    x0*x1 + sin(x2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import sympy
+
+from .separability import (PAIR_TESTS, SPLIT_TESTS, Oracle, SeparabilityResult, check_box, combine,
+                           query, sample_box)
+
+# Candidate reference points tried for a product's frozen group: the one with the largest
+# |f(ref) - c| wins, so that dividing by it stays well conditioned.
+N_REF_CANDIDATES = 64
+
+
+@dataclass(frozen=True)
+class PairVariable:
+    """The new input of a pair symmetry: combine(kind, x_i, x_j)."""
+
+    kind: str
+    i: int
+    j: int
+
+    def name(self, names: Sequence[str]) -> str:
+        """A symbol name for the new column, e.g. 'difference_x0_x1'."""
+        return f"{self.kind}_{names[self.i]}_{names[self.j]}"
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """(N,) values of the combination on the original rows X (N, d)."""
+        return combine(self.kind, X[:, self.i], X[:, self.j])
+
+    def expr(self, symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
+        """The combination in the original symbols."""
+        return combine(self.kind, symbols[self.i], symbols[self.j])
+
+
+Column = int | PairVariable
+
+
+@dataclass(frozen=True)
+class Part:
+    """One sub-problem: X (n, len(columns)) -> y (n,); columns name what each X column is
+    (an original column index or a PairVariable)."""
+
+    columns: tuple[Column, ...]
+    X: np.ndarray
+    y: np.ndarray
+
+    def names(self, names: Sequence[str]) -> list[str]:
+        """Variable names for solving this part, from the original variables' names."""
+        return [names[c] if isinstance(c, int) else c.name(names) for c in self.columns]
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """A passed test turned into parts; ref (d,) is the frozen point, f_ref = f(ref) and
+    constant = c (offset-product) carry what `recombine` needs."""
+
+    test: str
+    parts: tuple[Part, ...]
+    ref: np.ndarray | None = None
+    f_ref: float = 0.0
+    constant: float = 0.0
+
+
+def _rows(X: np.ndarray | None, lo: np.ndarray, hi: np.ndarray, n: int,
+          rng: np.random.Generator) -> np.ndarray:
+    """The given data rows (N, d), or n fresh points in the box."""
+    if X is None:
+        return sample_box(lo, hi, n, rng)
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(lo):
+        raise ValueError(f"X must be (N, {len(lo)}), got shape {X.shape}")
+    return X
+
+
+def _reference(oracle: Oracle, lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator,
+               c: float | None) -> tuple[np.ndarray, float]:
+    """The box centre (c None: any point does), else the candidate (centre or random point)
+    with the largest |f(ref) - c|."""
+    centre = (lo + hi) / 2
+    if c is None:
+        return centre, float(query(oracle, centre[None])[0])
+    cand = np.vstack([centre, sample_box(lo, hi, N_REF_CANDIDATES - 1, rng)])
+    f = query(oracle, cand)
+    away = np.where(np.isfinite(f), np.abs(f - c), -1.0)
+    k = int(np.argmax(away))
+    if away[k] <= 0:
+        raise ValueError("the oracle equals the product's offset everywhere tried; there is "
+                         "no reference point to divide by")
+    return cand[k], float(f[k])
+
+
+def split_parts(oracle: Oracle, split, lo, hi, rng: np.random.Generator, *,
+                test: str = "additive", constant: float | None = None, X=None,
+                n: int = 1000) -> Decomposition:
+    """The two slices g(x_A) = f(x_A, ref_B), h(x_B) = f(ref_A, x_B) of a split test.
+
+    X: rows (N, d) whose A (and B) columns are used (the data's distribution); otherwise n
+    fresh points in the box. The reference point is the box centre for an additive split and
+    the candidate farthest from c (0 for multiplicative) for the products.
+    """
+    if test not in SPLIT_TESTS:
+        raise ValueError(f"split_parts needs one of {SPLIT_TESTS}, got {test!r}")
+    lo, hi = check_box(lo, hi)
+    A, B = list(split[0]), list(split[1])
+    if sorted(A + B) != list(range(len(lo))):
+        raise ValueError(f"split {split} must cover columns 0..{len(lo) - 1} once each")
+    c = {"additive": None, "multiplicative": 0.0}.get(test, constant)
+    if test == "offset_product" and c is None:
+        raise ValueError("an offset-product split needs its constant (SeparabilityResult.constant)")
+    ref, f_ref = _reference(oracle, lo, hi, rng, c)
+    rows = _rows(X, lo, hi, n, rng)
+    parts = []
+    for group in (A, B):
+        Z = np.tile(ref, (len(rows), 1))
+        Z[:, group] = rows[:, group]
+        parts.append(Part(tuple(group), rows[:, group].copy(), query(oracle, Z)))
+    return Decomposition(test, tuple(parts), ref=ref, f_ref=f_ref,
+                         constant=float(c) if c is not None else 0.0)
+
+
+def symmetry_part(oracle: Oracle, pair, kind: str, lo, hi, rng: np.random.Generator, *,
+                  X=None, n: int = 1000) -> Decomposition:
+    """One part with the pair (i, j) replaced by u = combine(kind, x_i, x_j) (last column):
+    X_new = [other columns, u], y = f(rows)."""
+    if kind not in PAIR_TESTS:
+        raise ValueError(f"symmetry_part needs one of {PAIR_TESTS}, got {kind!r}")
+    lo, hi = check_box(lo, hi)
+    i, j = pair
+    rows = _rows(X, lo, hi, n, rng)
+    rest = [k for k in range(len(lo)) if k not in (i, j)]
+    u = PairVariable(kind, i, j)
+    Xn = np.column_stack([rows[:, rest], u.values(rows)])
+    return Decomposition(kind, (Part(tuple(rest) + (u,), Xn, query(oracle, rows)),))
+
+
+def decompose(oracle: Oracle, result: SeparabilityResult, lo, hi, rng: np.random.Generator, *,
+              X=None, n: int = 1000) -> Decomposition:
+    """The sub-problems of a (passed) test result: `split_parts` or `symmetry_part`."""
+    if result.split is not None:
+        return split_parts(oracle, result.split, lo, hi, rng, test=result.test,
+                           constant=result.constant, X=X, n=n)
+    return symmetry_part(oracle, result.pair, result.test, lo, hi, rng, X=X, n=n)
+
+
+def _in_original_symbols(part: Part, expr: sympy.Expr,
+                         symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
+    """Rewrite a part's formula, written in `part.names`, in the original symbols (matched by
+    name, so the part's symbols may carry other assumptions)."""
+    names = [str(s) for s in symbols]
+    target = {name: (symbols[c] if isinstance(c, int) else c.expr(symbols))
+              for name, c in zip(part.names(names), part.columns)}
+    expr = sympy.sympify(expr)
+    unknown = sorted(str(s) for s in expr.free_symbols if str(s) not in target)
+    if unknown:
+        raise ValueError(f"a part's formula uses {unknown}, not among its variables "
+                         f"{sorted(target)}")
+    return expr.xreplace({s: target[str(s)] for s in expr.free_symbols})
+
+
+def recombine(decomposition: Decomposition, exprs: Sequence[sympy.Expr],
+              symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
+    """The whole formula in `symbols` (one per original column) from the parts' formulas,
+    each written in the names `Part.names([str(s) for s in symbols])` gives."""
+    dec = decomposition
+    if len(exprs) != len(dec.parts):
+        raise ValueError(f"{dec.test} has {len(dec.parts)} parts, got {len(exprs)} formulas")
+    e = [_in_original_symbols(p, x, symbols) for p, x in zip(dec.parts, exprs)]
+    if dec.test in PAIR_TESTS:
+        return e[0]
+    f_ref, c = sympy.Float(dec.f_ref), sympy.Float(dec.constant)
+    if dec.test == "additive":
+        return e[0] + e[1] - f_ref
+    if dec.test == "multiplicative":
+        return e[0] * e[1] / f_ref
+    return c + (e[0] - c) * (e[1] - c) / (f_ref - c)

@@ -1,0 +1,414 @@
+"""Separability and symmetry tests on an oracle (a trained network or a formula).
+
+An oracle is any callable ``f(X) -> y`` taking (N, d) float arrays in the user's units and
+returning (N,) values. The tests query it on fresh points inside the data's bounding box
+``lo, hi`` (each (d,)) and measure how far f is from a structure:
+
+- ``additive``:        f(x_A, x_B) = g(x_A) + h(x_B)        (mixed difference)
+- ``multiplicative``:  f(x_A, x_B) = g(x_A) * h(x_B)        (ratio test, no division)
+- ``offset_product``:  f(x_A, x_B) = c + g(x_A) * h(x_B)    (rank one after removing c)
+- pair symmetries:     f depends on x_i, x_j only through x_i - x_j (``difference``),
+                       x_i + x_j (``sum``), x_i * x_j (``product``) or x_i / x_j (``ratio``).
+
+Every violation is expressed in units of f's spread (its standard deviation on the box), so it
+is comparable with the oracle's own error ``tol`` (validation RMSE / std(y)): a test passes
+when its violation is within what that error alone could produce (see the constants below).
+
+    >>> rng = np.random.default_rng(0)
+    >>> f = lambda X: X[:, 0] * X[:, 1] + np.sin(X[:, 2])
+    >>> best = separability_tests(f, [-1] * 3, [1] * 3, tol=0.0, rng=rng)[0]
+    >>> best.test, best.split, best.passed
+    ('additive', ((0, 1), (2,)), True)
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+Oracle = Callable[[np.ndarray], np.ndarray]
+Split = tuple[tuple[int, ...], tuple[int, ...]]
+
+SPLIT_TESTS = ("additive", "multiplicative", "offset_product")
+PAIR_TESTS = ("difference", "sum", "product", "ratio")
+
+# Tolerance floor: an exact formula oracle has tol = 0, but float64 round-off in f (relative
+# 1e-16, amplified by cancellation in the differences) must still pass. 1e-6 sits far above
+# round-off and far below any real violation a test is meant to catch.
+TOL_FLOOR = 1e-6
+# Each test combines several oracle values; with independent errors of RMS tol (in units of
+# f's spread) its violation has RMS tol times this gain: the mixed difference adds four values
+# (sqrt(4) = 2), a symmetry move compares two (sqrt(2)), and the ratio and rank-one residuals
+# are normalised so that one value's error counts once (1).
+NOISE_GAIN = {"additive": 2.0, "multiplicative": 1.0, "offset_product": 1.0,
+              "difference": np.sqrt(2.0), "sum": np.sqrt(2.0), "product": np.sqrt(2.0),
+              "ratio": np.sqrt(2.0)}
+# A network's error is not independent noise: it is larger near the box's corners (where the
+# mixed points of a test often land) and heavier tailed than Gaussian, hence a safety factor.
+# Measured on the tests' networks (relative RMSE 7e-4 to 7e-3): true structures score at most
+# 0.31 of the threshold this gives, false ones at least 17 times it.
+SAFETY = 4.0
+# Order among passed tests: the simplest structure first (multiplicative is a special case of
+# offset-product; a split halves the problem, a symmetry removes one variable).
+PRIORITY = {"additive": 0, "multiplicative": 1, "offset_product": 2, "difference": 3,
+            "sum": 3, "product": 3, "ratio": 3}
+# Exhaustive split search up to this many variables (2^(d-1) - 1 splits, 127 at d = 8);
+# beyond it candidate splits come from the pairwise interaction graph.
+MAX_EXHAUSTIVE_D = 8
+# Offset-product: an additive f = g + h is the limit of offset-products as |c| grows
+# (g + h = -c + (c + g)(c + h)/c - g h/c: the rank-one residual falls like 1/c), so a free c
+# would pass every additive split. c is kept within this many standard deviations of f's mean
+# on the grid (or is 0, a plain product). An additive f then leaves a residual of 0.08 of its
+# spread when its two parts vary alike, 0.035 when one dominates (measured): above the offset
+# threshold for networks fitted to better than about 5e-3 (SAFETY * tol). Where an additive
+# split also passes, it ranks first anyway (PRIORITY).
+MAX_OFFSET = 5.0
+# Product and ratio moves on a column whose box spans 0 keep |x| above this share of the box's
+# reach on x's side: scalings toward 0 are unbounded in log space (and f is often singular there).
+MIN_MAGNITUDE = 1e-2
+# A test whose oracle values are non-finite on more than this share of its samples fails.
+MAX_NONFINITE = 0.1
+
+
+@dataclass(frozen=True)
+class SeparabilityResult:
+    """Outcome of one test.
+
+    test: one of SPLIT_TESTS or PAIR_TESTS; split: (A, B) column groups for a split test;
+    pair: (i, j) for a symmetry; score: RMS violation in units of f's spread; threshold: the
+    score a pass allows; constant: the estimated c of an offset-product (else None).
+    """
+
+    test: str
+    score: float
+    threshold: float
+    split: Split | None = None
+    pair: tuple[int, int] | None = None
+    constant: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when the violation is within the oracle's own error."""
+        return bool(self.score <= self.threshold)
+
+    @property
+    def margin(self) -> float:
+        """score / threshold: below 1 passes; lower is more convincing."""
+        return float(self.score / self.threshold)
+
+
+# ----------------------------------------------------------------------------- helpers
+def check_box(lo: Sequence[float], hi: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a bounding box: two (d,) float arrays with lo <= hi, both finite."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    if lo.ndim != 1 or lo.shape != hi.shape or not (np.all(np.isfinite(lo))
+                                                    and np.all(np.isfinite(hi))):
+        raise ValueError(f"lo and hi must be finite (d,) arrays of one length, got shapes "
+                         f"{lo.shape} and {hi.shape}")
+    if np.any(lo > hi):
+        raise ValueError("the box needs lo <= hi in every column; pass X.min(0), X.max(0)")
+    return lo, hi
+
+
+def sample_box(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, d) points uniform in the box."""
+    return lo + (hi - lo) * rng.random((n, len(lo)))
+
+
+def query(oracle: Oracle, X: np.ndarray) -> np.ndarray:
+    """The oracle's (N,) values on X (N, d) as float64; a shape mismatch is an error."""
+    y = np.asarray(oracle(X), dtype=np.float64).reshape(-1)
+    if y.shape != (len(X),):
+        raise ValueError(f"the oracle returned {y.size} values for {len(X)} rows; it must map "
+                         "(N, d) inputs to (N,) outputs")
+    return y
+
+
+def _spread(values: np.ndarray) -> float:
+    """Standard deviation of the finite values, never 0 (a constant f has nothing to split)."""
+    finite = values[np.isfinite(values)]
+    spread = float(np.std(finite)) if finite.size else 0.0
+    return spread if spread > 0 else 1.0
+
+
+def _rms(violation: np.ndarray) -> float:
+    """RMS of the finite entries; inf when too many are non-finite."""
+    ok = np.isfinite(violation)
+    if violation.size == 0 or 1 - ok.mean() > MAX_NONFINITE:
+        return float("inf")
+    return float(np.sqrt(np.mean(violation[ok] ** 2)))
+
+
+def _threshold(test: str, tol: float) -> float:
+    return SAFETY * NOISE_GAIN[test] * max(float(tol), TOL_FLOOR)
+
+
+def all_splits(d: int) -> list[Split]:
+    """Every split of range(d) into two non-empty groups, each once (A holds column 0)."""
+    splits = []
+    for size in range(1, d):
+        for rest in itertools.combinations(range(1, d), size - 1):
+            A = (0,) + rest
+            splits.append((A, tuple(k for k in range(d) if k not in A)))
+    return splits
+
+
+def _mixed_values(oracle: Oracle, P: np.ndarray, Q: np.ndarray, split: Split) -> np.ndarray:
+    """(4, n) values f(a,b), f(a,b'), f(a',b), f(a',b') for points P = (a,b), Q = (a',b')."""
+    A = list(split[0])
+    PQ, QP = Q.copy(), P.copy()
+    PQ[:, A] = P[:, A]  # (a, b')
+    QP[:, A] = Q[:, A]  # (a', b)
+    n = len(P)
+    f = query(oracle, np.concatenate([P, PQ, QP, Q]))
+    return f.reshape(4, n)
+
+
+def _additive_score(f4: np.ndarray, spread: float) -> float:
+    """RMS of the mixed difference f(a,b) - f(a,b') - f(a',b) + f(a',b'), per spread."""
+    return _rms((f4[0] - f4[1] - f4[2] + f4[3]) / spread)
+
+
+def _multiplicative_score(f4: np.ndarray, spread: float) -> float:
+    """RMS of f(a,b) f(a',b') - f(a,b') f(a',b), each divided by its sensitivity to an error
+    of one spread in any one value (spread * |f4|), so a pass means "within tol" wherever f is."""
+    residual = f4[0] * f4[3] - f4[1] * f4[2]
+    scale = spread * np.sqrt(np.sum(f4 ** 2, axis=0)) + np.finfo(float).tiny
+    return _rms(residual / scale)
+
+
+def _rank_one_residual(F: np.ndarray, c: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """Best rank-one fit u v^T of F - c: (sum of the squared residual, u, v)."""
+    U, S, Vt = np.linalg.svd(F - c, full_matrices=False)
+    return float(np.sum(S[1:] ** 2)), U[:, 0] * S[0], Vt[0]
+
+
+def offset_constant(F: np.ndarray, iterations: int = 60) -> tuple[float, float]:
+    """Fit F (n_a, n_b) ~ c + u v^T; return (c, RMS residual).
+
+    Start from the closed form (F of rank two, c the value making F - c*1*1^T singular within
+    the top two singular directions: c = 1 / (beta^T S^-1 alpha) with alpha, beta the ones
+    vectors projected on them), then alternate: u v^T = top SVD of F - c, c = mean(F - u v^T)
+    (each step lowers the residual), with c kept within MAX_OFFSET spreads of F's mean; c = 0
+    (a plain product) is always a candidate too.
+    """
+    U, S, Vt = np.linalg.svd(F, full_matrices=False)
+    alpha, beta = U[:, :2].T @ np.ones(F.shape[0]), Vt[:2] @ np.ones(F.shape[1])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        denom = float(beta @ (alpha / S[:2])) if S[1] > 0 else np.inf
+        c = 1.0 / denom if np.isfinite(denom) and denom != 0 else 0.0
+    reach = MAX_OFFSET * max(float(F.std()), np.finfo(float).tiny)
+    c_lo, c_hi = float(F.mean()) - reach, float(F.mean()) + reach
+    c = float(np.clip(c, c_lo, c_hi))
+    for _ in range(iterations):
+        _, u, v = _rank_one_residual(F, c)
+        c_new = float(np.clip(np.mean(F - np.outer(u, v)), c_lo, c_hi))
+        if abs(c_new - c) <= 1e-13 * (abs(c) + np.abs(F).max()):
+            break
+        c = c_new
+    r, r0 = _rank_one_residual(F, c)[0], _rank_one_residual(F, 0.0)[0]
+    if r0 <= r:
+        c, r = 0.0, r0
+    return c, float(np.sqrt(r / F.size))
+
+
+# ----------------------------------------------------------------------------- split tests
+def split_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
+                splits: Sequence[Split] | None = None, n_pairs: int = 256,
+                grid: int = 20) -> list[SeparabilityResult]:
+    """Additive, multiplicative and offset-product tests for each split (A, B).
+
+    splits: default all splits (d <= MAX_EXHAUSTIVE_D) or `candidate_splits` beyond.
+    n_pairs random pairs of points feed the mixed-difference and ratio tests; a grid x grid
+    matrix F_ij = f(a_i, b_j) the offset-product test.
+    """
+    lo, hi = check_box(lo, hi)
+    d = len(lo)
+    if d < 2:
+        return []
+    if splits is None:
+        splits = all_splits(d) if d <= MAX_EXHAUSTIVE_D else candidate_splits(
+            oracle, lo, hi, tol, rng, n_pairs=n_pairs)
+    P, Q = sample_box(lo, hi, n_pairs, rng), sample_box(lo, hi, n_pairs, rng)
+    spread = _spread(query(oracle, np.concatenate([P, Q])))
+    Ga, Gb = sample_box(lo, hi, grid, rng), sample_box(lo, hi, grid, rng)
+    results = []
+    for split in splits:
+        split = (tuple(sorted(split[0])), tuple(sorted(split[1])))
+        f4 = _mixed_values(oracle, P, Q, split)
+        results.append(SeparabilityResult("additive", _additive_score(f4, spread),
+                                  _threshold("additive", tol), split=split))
+        results.append(SeparabilityResult("multiplicative", _multiplicative_score(f4, spread),
+                                  _threshold("multiplicative", tol), split=split))
+        results.append(_offset_product(oracle, Ga, Gb, split, spread, tol))
+    return results
+
+
+def _offset_product(oracle: Oracle, Ga: np.ndarray, Gb: np.ndarray, split: Split,
+                    spread: float, tol: float) -> SeparabilityResult:
+    """Offset-product test on the grid F_ij = f(a_i, b_j) built from Ga's A and Gb's B."""
+    A = list(split[0])
+    n_a, n_b = len(Ga), len(Gb)
+    X = np.tile(Gb, (n_a, 1))  # row i * n_b + j: b_j, then a_i written into A's columns
+    X[:, A] = np.repeat(Ga[:, A], n_b, axis=0)
+    F = query(oracle, X).reshape(n_a, n_b)
+    threshold = _threshold("offset_product", tol)
+    if np.mean(~np.isfinite(F)) > MAX_NONFINITE:
+        return SeparabilityResult("offset_product", float("inf"), threshold, split=split)
+    F = np.where(np.isfinite(F), F, np.nanmean(np.where(np.isfinite(F), F, np.nan)))
+    c, residual = offset_constant(F)
+    return SeparabilityResult("offset_product", residual / spread, threshold, split=split,
+                              constant=c)
+
+
+def interaction_matrix(oracle: Oracle, lo, hi, rng: np.random.Generator, *,
+                       n_pairs: int = 128, test: str = "additive") -> np.ndarray:
+    """(d, d) pairwise violations: the `test` ("additive" or "multiplicative") for moving
+    only x_i and x_j (others fixed per sample), in units of f's spread; diagonal 0."""
+    lo, hi = check_box(lo, hi)
+    d = len(lo)
+    P, Q = sample_box(lo, hi, n_pairs, rng), sample_box(lo, hi, n_pairs, rng)
+    spread = _spread(query(oracle, P))
+    score = _additive_score if test == "additive" else _multiplicative_score
+    M = np.zeros((d, d))
+    for i, j in itertools.combinations(range(d), 2):
+        Qij = P.copy()
+        Qij[:, [i, j]] = Q[:, [i, j]]  # a' = x_i', b' = x_j', the rest shared with P
+        M[i, j] = M[j, i] = score(_mixed_values(oracle, P, Qij, ((i,), (j,))), spread)
+    return M
+
+
+def candidate_splits(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
+                     n_pairs: int = 128) -> list[Split]:
+    """Splits worth a full test when d is too large for all of them.
+
+    Variables i, j interact when their pairwise violation fails the test; the connected
+    components of that graph (for the additive and the multiplicative test) give the splits
+    "one component against the rest", plus every single variable against the rest.
+    """
+    lo, hi = check_box(lo, hi)
+    d = len(lo)
+    found = {((k,), tuple(m for m in range(d) if m != k)) for k in range(d)}
+    for test in ("additive", "multiplicative"):
+        linked = interaction_matrix(oracle, lo, hi, rng, n_pairs=n_pairs, test=test) \
+            > _threshold(test, tol)
+        for comp in _components(linked):
+            if 0 < len(comp) < d:
+                rest = tuple(m for m in range(d) if m not in comp)
+                found.add((comp, rest) if 0 in comp else (rest, comp))
+    return sorted(found, key=lambda s: (len(s[0]), s))
+
+
+def _components(linked: np.ndarray) -> list[tuple[int, ...]]:
+    """Connected components of a boolean adjacency matrix, each sorted."""
+    d, seen, comps = len(linked), set(), []
+    for start in range(d):
+        if start in seen:
+            continue
+        stack, comp = [start], []
+        seen.add(start)
+        while stack:
+            k = stack.pop()
+            comp.append(k)
+            for m in np.flatnonzero(linked[k]):
+                if int(m) not in seen:
+                    seen.add(int(m))
+                    stack.append(int(m))
+        comps.append(tuple(sorted(comp)))
+    return comps
+
+
+# ----------------------------------------------------------------------------- symmetries
+def combine(kind: str, xi, xj):
+    """The combination a pair symmetry keeps: xi - xj, xi + xj, xi * xj or xi / xj
+    (numpy arrays or sympy expressions alike)."""
+    if kind == "difference":
+        return xi - xj
+    if kind == "sum":
+        return xi + xj
+    if kind == "product":
+        return xi * xj
+    if kind == "ratio":
+        return xi / xj
+    raise ValueError(f"unknown pair symmetry {kind!r}; use one of {PAIR_TESTS}")
+
+
+def pair_moves(kind: str, X: np.ndarray, i: int, j: int, lo: np.ndarray, hi: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """Move each row of X (N, d) along the level set of combine(kind, x_i, x_j), staying in
+    the box, by a random step uniform over the feasible range (for product and ratio: a
+    scaling x_i * e^s, x_j * e^-+s that keeps both signs)."""
+    Y = X.copy()
+    xi, xj = X[:, i], X[:, j]
+    if kind in ("difference", "sum"):
+        sj = 1.0 if kind == "difference" else -1.0  # x_j moves by sj * t
+        t_lo = np.maximum(lo[i] - xi, np.where(sj > 0, lo[j] - xj, xj - hi[j]))
+        t_hi = np.minimum(hi[i] - xi, np.where(sj > 0, hi[j] - xj, xj - lo[j]))
+        t = t_lo + (t_hi - t_lo) * rng.random(len(X))
+        Y[:, i], Y[:, j] = xi + t, xj + sj * t
+        return Y
+    # in logs: log|x_i| + s and log|x_j| -/+ s stay within each sign's part of the box
+    bi, bj = _log_magnitude_bounds(xi, lo[i], hi[i]), _log_magnitude_bounds(xj, lo[j], hi[j])
+    li, lj = np.log(np.abs(xi)), np.log(np.abs(xj))
+    sj = -1.0 if kind == "product" else 1.0
+    s_lo = np.maximum(bi[0] - li, np.where(sj > 0, bj[0] - lj, lj - bj[1]))
+    s_hi = np.minimum(bi[1] - li, np.where(sj > 0, bj[1] - lj, lj - bj[0]))
+    s = s_lo + (s_hi - s_lo) * rng.random(len(X))
+    s = np.where(np.isfinite(s), s, 0.0)  # a coordinate at exactly 0 cannot move
+    Y[:, i], Y[:, j] = xi * np.exp(s), xj * np.exp(sj * s)
+    return np.clip(Y, lo, hi)  # exp/log round-off may step a hair outside
+
+
+def _log_magnitude_bounds(x: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, the range of log|x'| for x' of x's sign inside [lo, hi]. A box spanning 0
+    is cut at MIN_MAGNITUDE of its reach so that moves toward 0 stay finite."""
+    reach = np.where(x > 0, hi, -lo)
+    near = np.where(x > 0, max(lo, 0.0), max(-hi, 0.0))
+    near = np.maximum(near, MIN_MAGNITUDE * reach)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.minimum(near, np.abs(x))), np.log(np.maximum(reach, np.abs(x)))
+
+
+def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
+                   pairs: Sequence[tuple[int, int]] | None = None,
+                   kinds: Sequence[str] = PAIR_TESTS,
+                   n_points: int = 256) -> list[SeparabilityResult]:
+    """Pair-symmetry tests: f(moved) - f(x) for moves along each combination's level set.
+
+    pairs: default all i < j. Scores are RMS changes per f's spread.
+    """
+    lo, hi = check_box(lo, hi)
+    d = len(lo)
+    X = sample_box(lo, hi, n_points, rng)
+    f0 = query(oracle, X)
+    spread = _spread(f0)
+    results = []
+    for i, j in (pairs if pairs is not None else itertools.combinations(range(d), 2)):
+        for kind in kinds:
+            Y = pair_moves(kind, X, i, j, lo, hi, rng)
+            score = _rms((query(oracle, Y) - f0) / spread)
+            results.append(SeparabilityResult(kind, score, _threshold(kind, tol), pair=(i, j)))
+    return results
+
+
+# ----------------------------------------------------------------------------- all together
+def rank_results(results: Sequence[SeparabilityResult]) -> list[SeparabilityResult]:
+    """Passed tests first (simplest structure first, then smallest margin), then the failed
+    ones by margin."""
+    return sorted(results, key=lambda r: (not r.passed, PRIORITY[r.test] if r.passed else 0,
+                                          r.margin))
+
+
+def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
+                       n_pairs: int = 256, grid: int = 20) -> list[SeparabilityResult]:
+    """Run every split test and every pair symmetry; return them ranked (`rank_results`).
+
+    oracle: (N, d) -> (N,) in the user's units; lo, hi: (d,) data bounding box; tol: the
+    oracle's validation RMSE / std(y) (0 for an exact formula).
+    """
+    results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
+    results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
+    return rank_results(results)

@@ -1,0 +1,260 @@
+"""Tests for kansr.structure.separability and .decompose: each separability and symmetry test
+passes on a law with that structure and fails on one without it, both on the exact formula and
+on a KAN trained on 1,000 rows of it (queried through `network_oracle`); the sub-problems and
+the recombination rebuild the law exactly."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from kansr.kan import KAN, fit
+from kansr.structure.decompose import decompose, recombine, split_parts, symmetry_part
+from kansr.structure.oracle import network_oracle
+from kansr.structure.separability import (SeparabilityResult, all_splits, candidate_splits,
+                                          interaction_matrix, offset_constant, pair_moves,
+                                          separability_tests, split_tests, symmetry_tests)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny networks: extra threads only contend on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# name: (law, lo, hi, KAN width)
+LAWS = {
+    "sum_of_product_and_sin": (lambda X: X[:, 0] * X[:, 1] + np.sin(2 * X[:, 2]),
+                               [-1, -1, -1], [1, 1, 1], [3, (2, 1), 1]),
+    "product_with_exp": (lambda X: X[:, 0] * np.exp(X[:, 1]), [1, -1], [3, 1], [2, (0, 1), 1]),
+    "offset_product": (lambda X: 1 + X[:, 0] * X[:, 1], [-1, -1], [1, 1], [2, (0, 1), 1]),
+    "difference_square": (lambda X: (X[:, 0] - X[:, 1]) ** 2 + X[:, 2],
+                          [-1, -1, -1], [1, 1, 1], [3, 5, 1]),
+    "ratio": (lambda X: X[:, 0] / X[:, 1], [1, 1], [3, 3], [2, 3, 1]),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _trained(name: str):
+    """(oracle, tol) of a KAN trained on 1,000 rows of LAWS[name] in scaled units; tol is its
+    validation RMSE / std(y), as the estimator would pass it."""
+    law, lo, hi, width = LAWS[name]
+    lo, hi = np.array(lo, float), np.array(hi, float)
+    rng = np.random.default_rng(0)
+    X, Xv = (lo + (hi - lo) * rng.random((n, len(lo))) for n in (1000, 500))
+    y, yv = law(X), law(Xv)
+    xc, xs, yc, ys = (hi + lo) / 2, (hi - lo) / 2, y.mean(), y.std()
+    torch.set_num_threads(1)
+    model = KAN(width, grid=5, seed=0, dtype="float64")
+    fit(model, torch.tensor((X - xc) / xs), torch.tensor((y[:, None] - yc) / ys), steps=60,
+        progress=False)
+    oracle = network_oracle(model, xc, xs, yc, ys)
+    tol = float(np.sqrt(np.mean((oracle(Xv) - yv) ** 2)) / yv.std())
+    assert tol < 0.02, f"the KAN for {name} did not fit (relative RMSE {tol:.3g})"
+    return oracle, tol
+
+
+def _oracle(name: str, source: str):
+    law, lo, hi, _ = LAWS[name]
+    oracle, tol = (law, 0.0) if source == "formula" else _trained(name)
+    return oracle, np.array(lo, float), np.array(hi, float), tol
+
+
+def _find(results, test, split=None, pair=None) -> SeparabilityResult:
+    for r in results:
+        if r.test == test and r.split == split and r.pair == pair:
+            return r
+    raise AssertionError(f"no {test} result for {split or pair}")
+
+
+SOURCES = ["formula", "network"]
+
+
+# ------------------------------------------------------------------------- split tests
+@pytest.mark.parametrize("source", SOURCES)
+def test_additive_split_found_for_product_plus_sin_and_only_for_that_split(source):
+    oracle, lo, hi, tol = _oracle("sum_of_product_and_sin", source)
+    res = split_tests(oracle, lo, hi, tol, np.random.default_rng(1))
+    assert _find(res, "additive", ((0, 1), (2,))).passed
+    assert not _find(res, "additive", ((0,), (1, 2))).passed
+    assert not _find(res, "additive", ((0, 2), (1,))).passed
+    assert not any(r.passed for r in res if r.test != "additive")
+    # and f depends on x0, x1 only through x0 * x1
+    sym = symmetry_tests(oracle, lo, hi, tol, np.random.default_rng(1), pairs=[(0, 1), (1, 2)])
+    assert {(r.test, r.pair) for r in sym if r.passed} == {("product", (0, 1))}
+    best = separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))[0]
+    assert (best.test, best.split) == ("additive", ((0, 1), (2,)))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_multiplicative_split_found_for_x0_exp_x1_not_additive(source):
+    oracle, lo, hi, tol = _oracle("product_with_exp", source)
+    res = split_tests(oracle, lo, hi, tol, np.random.default_rng(1))
+    assert _find(res, "multiplicative", ((0,), (1,))).passed
+    assert not _find(res, "additive", ((0,), (1,))).passed
+    offset = _find(res, "offset_product", ((0,), (1,)))
+    assert offset.passed and abs(offset.constant) < 0.05  # a product is an offset-product, c=0
+    assert separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))[0].test \
+        == "multiplicative"
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_offset_product_finds_the_offset_of_one_plus_x0_x1(source):
+    oracle, lo, hi, tol = _oracle("offset_product", source)
+    res = split_tests(oracle, lo, hi, tol, np.random.default_rng(1))
+    offset = _find(res, "offset_product", ((0,), (1,)))
+    assert offset.passed and offset.constant == pytest.approx(1.0, abs=0.05)
+    assert not _find(res, "multiplicative", ((0,), (1,))).passed
+    assert not _find(res, "additive", ((0,), (1,))).passed
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_offset_product_fails_on_a_sum_of_two_products(source):
+    oracle, lo, hi, tol = _oracle("sum_of_product_and_sin", source)
+    res = split_tests(oracle, lo, hi, tol, np.random.default_rng(1))
+    assert not any(r.passed for r in res if r.test == "offset_product")
+
+
+def test_offset_constant_recovers_c_from_a_rank_one_grid():
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=12), rng.normal(size=9)
+    c, residual = offset_constant(-2.5 + np.outer(u, v))
+    assert c == pytest.approx(-2.5, abs=1e-9) and residual < 1e-9
+
+
+# ------------------------------------------------------------------------- symmetries
+@pytest.mark.parametrize("source", SOURCES)
+def test_difference_symmetry_of_squared_difference_not_sum(source):
+    oracle, lo, hi, tol = _oracle("difference_square", source)
+    res = symmetry_tests(oracle, lo, hi, tol, np.random.default_rng(1))
+    assert _find(res, "difference", pair=(0, 1)).passed
+    for kind in ("sum", "product", "ratio"):
+        assert not _find(res, kind, pair=(0, 1)).passed
+    assert not _find(res, "difference", pair=(0, 2)).passed
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_ratio_symmetry_of_x0_over_x1(source):
+    oracle, lo, hi, tol = _oracle("ratio", source)
+    res = symmetry_tests(oracle, lo, hi, tol, np.random.default_rng(1))
+    assert _find(res, "ratio", pair=(0, 1)).passed
+    for kind in ("difference", "sum", "product"):
+        assert not _find(res, kind, pair=(0, 1)).passed
+    ranked = separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))
+    passed = {(r.test, r.split, r.pair) for r in ranked if r.passed}
+    # x0/x1 is also a product of factors x0 and 1/x1 (and so an offset-product)
+    assert passed == {("ratio", None, (0, 1)), ("multiplicative", ((0,), (1,)), None),
+                      ("offset_product", ((0,), (1,)), None)}
+
+
+def test_product_symmetry_on_a_box_spanning_zero():
+    law = lambda X: np.sin(X[:, 0] * X[:, 1])  # noqa: E731
+    res = symmetry_tests(law, [-1, -2], [1, 2], 0.0, np.random.default_rng(0))
+    assert _find(res, "product", pair=(0, 1)).passed
+    assert not _find(res, "ratio", pair=(0, 1)).passed
+
+
+@pytest.mark.parametrize("kind", ["difference", "sum", "product", "ratio"])
+def test_pair_moves_stay_in_the_box_and_keep_the_combination(kind):
+    rng = np.random.default_rng(0)
+    lo, hi = np.array([-1.0, 0.5, -3.0]), np.array([2.0, 4.0, -0.5])
+    X = lo + (hi - lo) * rng.random((500, 3))
+    for i, j in ((0, 1), (1, 2), (0, 2)):
+        Y = pair_moves(kind, X, i, j, lo, hi, rng)
+        assert np.all((Y >= lo) & (Y <= hi))
+        keep = {"difference": lambda Z: Z[:, i] - Z[:, j], "sum": lambda Z: Z[:, i] + Z[:, j],
+                "product": lambda Z: Z[:, i] * Z[:, j], "ratio": lambda Z: Z[:, i] / Z[:, j]}[kind]
+        np.testing.assert_allclose(keep(Y), keep(X), rtol=1e-9, atol=1e-12)
+        assert np.mean(np.abs(Y - X).sum(1) > 1e-3) > 0.5  # most points really move
+
+
+# ------------------------------------------------------------------------- many variables
+def test_all_splits_counts_each_split_once():
+    splits = all_splits(4)
+    assert len(splits) == 2 ** 3 - 1 and len({frozenset(s[0]) for s in splits}) == 7
+
+
+def test_candidate_splits_find_the_additive_groups_in_ten_variables():
+    def law(X):
+        return X[:, 0] * X[:, 3] + np.sin(X[:, 1] * X[:, 5] * X[:, 7]) + X[:, 2:].sum(1)
+
+    lo, hi = -np.ones(10), np.ones(10)
+    linked = interaction_matrix(law, lo, hi, np.random.default_rng(0)) > 1e-6
+    assert linked[0, 3] and linked[1, 5] and not linked[0, 1] and not linked[2, 4]
+    splits = candidate_splits(law, lo, hi, 0.0, np.random.default_rng(0))
+    assert ((0, 3), (1, 2, 4, 5, 6, 7, 8, 9)) in splits
+    assert ((0, 2, 3, 4, 6, 8, 9), (1, 5, 7)) in splits
+    res = split_tests(law, lo, hi, 0.0, np.random.default_rng(0))  # d > 8: candidates only
+    assert _find(res, "additive", ((0, 3), (1, 2, 4, 5, 6, 7, 8, 9))).passed
+
+
+# ------------------------------------------------------------------------- sub-problems
+X0, X1, X2 = sympy.symbols("x0 x1 x2")
+
+
+def _close(expr, law, lo, hi):
+    fn = sympy.lambdify([X0, X1, X2][:len(lo)], expr, "numpy")
+    lo, hi = np.array(lo, float), np.array(hi, float)
+    X = lo + (hi - lo) * np.random.default_rng(5).random((200, len(lo)))
+    np.testing.assert_allclose(fn(*X.T), law(X), rtol=1e-9, atol=1e-9)
+
+
+def test_additive_parts_are_slices_and_recombine_exactly():
+    law, lo, hi, _ = LAWS["sum_of_product_and_sin"]
+    dec = split_parts(law, ((0, 1), (2,)), lo, hi, np.random.default_rng(0), n=300)
+    g, h = dec.parts
+    assert g.columns == (0, 1) and h.columns == (2,) and g.X.shape == (300, 2)
+    r = dec.ref
+    np.testing.assert_allclose(g.y, g.X[:, 0] * g.X[:, 1] + np.sin(2 * r[2]))
+    np.testing.assert_allclose(h.y, r[0] * r[1] + np.sin(2 * h.X[:, 0]))
+    g_expr = X0 * X1 + sympy.sin(2 * r[2])
+    h_expr = r[0] * r[1] + sympy.sin(2 * X2)
+    _close(recombine(dec, [g_expr, h_expr], [X0, X1, X2]), law, lo, hi)
+
+
+def test_multiplicative_and_offset_parts_recombine_exactly():
+    rng = np.random.default_rng(0)
+    law, lo, hi, _ = LAWS["product_with_exp"]
+    dec = split_parts(law, ((0,), (1,)), lo, hi, rng, test="multiplicative")
+    r = dec.ref
+    np.testing.assert_allclose(dec.parts[1].y, r[0] * np.exp(dec.parts[1].X[:, 0]))
+    parts = [X0 * sympy.exp(r[1]), r[0] * sympy.exp(X1)]
+    _close(recombine(dec, parts, [X0, X1]), law, lo, hi)
+
+    law, lo, hi, _ = LAWS["offset_product"]
+    result = _find(split_tests(law, lo, hi, 0.0, rng), "offset_product", ((0,), (1,)))
+    dec = decompose(law, result, lo, hi, rng)
+    assert dec.constant == pytest.approx(1.0)
+    r = dec.ref
+    _close(recombine(dec, [1 + X0 * r[1], 1 + r[0] * X1], [X0, X1]), law, lo, hi)
+
+
+def test_symmetry_part_replaces_the_pair_by_its_combination():
+    law, lo, hi, _ = LAWS["difference_square"]
+    data = np.random.default_rng(3).uniform(-1, 1, (400, 3))
+    dec = symmetry_part(law, (0, 1), "difference", lo, hi, np.random.default_rng(0), X=data)
+    (part,) = dec.parts
+    assert part.names(["x0", "x1", "x2"]) == ["x2", "difference_x0_x1"]
+    np.testing.assert_allclose(part.X, np.column_stack([data[:, 2], data[:, 0] - data[:, 1]]))
+    np.testing.assert_allclose(part.y, law(data))
+    u, z = sympy.symbols("difference_x0_x1 x2", positive=True)  # other assumptions: matched by name
+    _close(recombine(dec, [u ** 2 + z], [X0, X1, X2]), law, lo, hi)
+    with pytest.raises(ValueError, match="not among its variables"):
+        recombine(dec, [X0 + z], [X0, X1, X2])
+
+
+def test_network_parts_give_the_law_from_the_network():
+    oracle, lo, hi, tol = _oracle("product_with_exp", "network")
+    result = separability_tests(oracle, lo, hi, tol, np.random.default_rng(0))[0]
+    dec = decompose(oracle, result, lo, hi, np.random.default_rng(0))
+    g, h = dec.parts  # g is linear in x0, h exponential in x1, each up to the network's error
+    r = dec.ref
+    np.testing.assert_allclose(g.y, g.X[:, 0] * np.exp(r[1]), atol=0.1)
+    np.testing.assert_allclose(h.y, r[0] * np.exp(h.X[:, 0]), atol=0.1)
