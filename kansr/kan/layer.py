@@ -30,19 +30,35 @@ _TORCH_FUNCS = {
 _X = sympy.Symbol("x")
 
 
-def torch_function(expr: str | sympy.Expr) -> TorchFn:
-    """Turn a sympy expression in `x` into a differentiable torch callable."""
-    expr = sympy.sympify(expr, locals={"x": _X})
-    extra = expr.free_symbols - {_X}
-    if extra:
-        raise ValueError(f"edge function {expr} may only use the variable x, found {extra}")
-    fn = sympy.lambdify(_X, expr, modules=[_TORCH_FUNCS, "math"])
+class TorchFunction:
+    """A sympy expression in `x` as a differentiable torch callable.
 
-    def wrapped(x: torch.Tensor) -> torch.Tensor:
-        out = fn(x)
+    A class rather than a closure so that networks holding symbolic edges pickle: the
+    lambdified function is rebuilt from the expression after unpickling.
+    """
+
+    def __init__(self, expr: str | sympy.Expr) -> None:
+        expr = sympy.sympify(expr, locals={"x": _X})
+        extra = expr.free_symbols - {_X}
+        if extra:
+            raise ValueError(f"edge function {expr} may only use the variable x, found {extra}")
+        self.expr = expr
+        self._fn = sympy.lambdify(_X, expr, modules=[_TORCH_FUNCS, "math"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._fn(x)
         return out if torch.is_tensor(out) else torch.full_like(x, float(out))
 
-    return wrapped
+    def __getstate__(self) -> dict:
+        return {"expr": self.expr}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["expr"])
+
+
+def torch_function(expr: str | sympy.Expr) -> TorchFn:
+    """Turn a sympy expression in `x` into a differentiable (and picklable) torch callable."""
+    return TorchFunction(expr)
 
 
 @dataclass

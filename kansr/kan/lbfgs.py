@@ -97,8 +97,12 @@ def _cubic_min(x1: float, f1: float, g1: float, x2: float, f2: float, g2: float,
     return min(max(t, lo), hi) if math.isfinite(t) else 0.5 * (lo + hi)
 
 
-class LBFGS(torch.optim.Optimizer):
+class LBFGS:
     """Drop-in for `torch.optim.LBFGS(..., line_search_fn="strong_wolfe")`.
+
+    Not a `torch.optim.Optimizer` subclass: that base class imports torch._dynamo, which
+    leaves a `torchinductor_<user>` folder in the temp dir on every run; this class keeps the
+    same surface (`param_groups`, `state`, `step(closure)`, `zero_grad`).
 
     The parameters are re-seated as views of one buffer (their values and identities are
     kept), and their `.grad` as views of another: `zero_grad` zeroes that buffer in place and
@@ -112,9 +116,12 @@ class LBFGS(torch.optim.Optimizer):
         defaults = dict(lr=lr, max_iter=max_iter, max_eval=max_eval or max_iter * 5 // 4,
                         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
                         history_size=history_size)
-        super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError("LBFGS takes one parameter group")
+        params = list(params)
+        if not params or isinstance(params[0], dict):
+            raise ValueError("LBFGS takes one non-empty list of parameters")
+        self.defaults = defaults
+        self.param_groups = [dict(defaults, params=params)]
+        self.state: dict = {}
         self._params = self.param_groups[0]["params"]
         with torch.no_grad():
             flat = torch.cat([p.detach().reshape(-1) for p in self._params])

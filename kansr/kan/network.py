@@ -207,6 +207,15 @@ class KAN(nn.Module):
             layer.coef = nn.Parameter(coef.clone())
 
     @torch.no_grad()
+    def wire_diagonal_inputs(self) -> "KAN":
+        """Connect input r only to sub-node r of the first layer (all other first-layer edges
+        masked): with one product node of arity n_in it computes prod_r g_r(x_r). In place."""
+        first = self.layers[0]
+        first.mask.zero_()
+        first.mask[:, : first.in_dim].fill_diagonal_(1.0)
+        return self
+
+    @torch.no_grad()
     def refine(self, grid: int, x: torch.Tensor) -> "KAN":
         """Coarse-to-fine: give every layer `grid` intervals, preserving the function. In place."""
         for layer, xin in zip(self.layers, self.layer_inputs(x)):

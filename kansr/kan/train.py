@@ -116,7 +116,8 @@ def fit(
     With X_val/y_val the validation loss is tracked, the best state is restored at the end,
     and `patience` steps without improvement stop training. Training also stops once the
     training MSE is at most `loss_tol` (nothing left to learn), and at `deadline` (a
-    `time.perf_counter()` value). Ctrl-C stops training cleanly.
+    `time.perf_counter()` value). Ctrl-C leaves the model in its best state so far and
+    propagates (KeyboardInterrupt).
     """
     opt = opt.lower()
     dtype, device = model.dtype, model.device
@@ -139,6 +140,7 @@ def fit(
     ridx_fixed = draw(reg_samples)
     # Without symbolic edges the MSE and its gradient skip autograd (`fused.NetworkMSE`).
     full_mse = NetworkMSE(model, X, y) if NetworkMSE.supports(model, X) else None
+    step = 0
     bar = tqdm(range(steps), disable=not progress, desc="fit", leave=False)
     try:
         for step in bar:
@@ -199,10 +201,13 @@ def fit(
                 log.info("fit stopped at its deadline after %d steps", step + 1)
                 break
     except KeyboardInterrupt:
+        # Ctrl-C is the caller's to handle (the estimator ends its search with what it has;
+        # a second press aborts): the model keeps its best state so far, and it propagates.
         history.interrupted = True
         log.warning("training interrupted at step %d; keeping the best state so far", step)
+        raise
     finally:
         bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if best_state is not None:
+            model.load_state_dict(best_state)
     return history

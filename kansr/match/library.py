@@ -3,7 +3,7 @@
 A :class:`Primitive` is a 1-D function ``f(x)`` given as a sympy expression in
 ``Symbol("x")`` plus metadata (complexity, domain, singular points).  A
 :class:`Library` is an ordered, immutable collection of primitives with unique
-names, loaded from TOML (``library/default.toml`` at the repo top level).
+names, loaded from TOML (``kansr/library/default.toml``, shipped inside the package).
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ class Primitive:
     Attributes:
         name: unique label.
         expr: sympy expression in ``Symbol("x")``.
-        complexity: small non-negative integer (see ``library/default.toml``).
+        complexity: small non-negative integer (see ``kansr/library/default.toml``).
         domain: domain string, "" for all reals.
         singular: points where ``f`` blows up.
     """
@@ -313,8 +313,9 @@ def _torch_fn(expr: sympy.Expr) -> Callable[[Any], Any]:
 # Library
 # --------------------------------------------------------------------------- #
 def default_library_path() -> Path:
-    """Path of ``library/default.toml`` at the repository top level."""
-    return Path(__file__).resolve().parents[2] / "library" / "default.toml"
+    """Path of the default library, ``kansr/library/default.toml`` (package data, so it
+    ships in wheels as well as editable installs)."""
+    return Path(__file__).resolve().parents[1] / "library" / "default.toml"
 
 
 def _primitive_from_table(entry: Any, index: int, source: str) -> Primitive:
@@ -364,12 +365,12 @@ class Library:
     # ---- construction --------------------------------------------------- #
     @classmethod
     def default(cls) -> "Library":
-        """The library in ``library/default.toml`` (cached; Libraries are immutable)."""
+        """The library in ``kansr/library/default.toml`` (cached; Libraries are immutable)."""
         path = default_library_path()
         if not path.is_file():
             raise FileNotFoundError(
                 f"default primitive library not found at {path}; expected "
-                "library/default.toml at the top level of the kansr repository"
+                "kansr/library/default.toml inside the installed package (a broken install?)"
             )
         return _load_cached(str(path), path.stat().st_mtime_ns)
 

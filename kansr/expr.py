@@ -1,0 +1,45 @@
+"""The expression toolkit: evaluating a formula on data (one rule for complex values) and
+scoring it (R^2, relative MSE)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import sympy
+
+#: A value whose imaginary part exceeds this share of its magnitude (plus an absolute 1e-12)
+#: is not a real result: it becomes NaN (a log or root that left its domain).
+IMAG_TOL = 1e-12
+
+
+def real_values(out: object, n: int) -> np.ndarray:
+    """numpy output of a lambdified formula -> (n,) float64; complex results with a
+    non-negligible imaginary part become NaN."""
+    a = np.asarray(out)
+    if np.iscomplexobj(a):
+        bad = np.abs(a.imag) > IMAG_TOL * (1.0 + np.abs(a.real))
+        a = np.where(bad, np.nan, a.real)
+    with np.errstate(all="ignore"):
+        a = a.astype(np.float64, copy=False)
+    return np.broadcast_to(a, (n,)).copy()
+
+
+def evaluate(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray) -> np.ndarray:
+    """The formula on X (N, len(symbols)) -> (N,) float64 (NaN where it is undefined)."""
+    X = np.asarray(X, dtype=np.float64)
+    fn = sympy.lambdify(list(symbols), expr, modules="numpy")
+    with np.errstate(all="ignore"):
+        out = fn(*X.T)
+    return real_values(out, len(X))
+
+
+def r2_score(y: np.ndarray, pred: np.ndarray) -> float:
+    """Coefficient of determination (NaN-safe: a non-finite prediction gives -inf)."""
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    if not np.all(np.isfinite(pred)):
+        return -np.inf
+    scale = np.max(np.abs(y)) or 1.0  # overflow-safe for |y| near 1e300
+    ss_res = np.sum(((y - pred) / scale) ** 2)
+    ss_tot = np.sum(((y - y.mean()) / scale) ** 2)
+    return float(1.0 - ss_res / ss_tot) if ss_tot > 0 else float(ss_res == 0) - 0.0

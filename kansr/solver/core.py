@@ -1,0 +1,200 @@
+"""The solver entry point: a problem (arrays, names, options, budget) in, the Pareto front of
+whole formulas out. The estimator calls it; so can any stage that needs to solve a
+sub-problem with its own slice of the budget.
+
+    scaling -> train shapes -> formulas from networks -> front (-> direct fit if empty)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import sympy
+import torch
+
+from ..fallback import FallbackEngine
+from ..kan import KAN
+from ..kan.init import additive_fit_error, product_fit_error
+from ..match.library import Library
+from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
+from .formulas import SymbolicSettings, direct_formulas, formula_front, near_exact, \
+    network_formulas
+from .scaling import Scaling
+from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
+    default_architectures, train_shape
+
+log = logging.getLogger(__name__)
+
+#: Share of the rows held out to validate networks (at least one row).
+VALIDATION_SHARE = 0.2
+#: A network this close (relative validation MSE) ends the shape search.
+GOOD_VAL_MSE = 1e-7
+#: Networks within this factor of the best validation error count as near-best: among them
+#: the simplest shape is symbolized first.
+NEAR_BEST_RATIO = 10.0
+#: Networks worse than this factor of the best are not symbolized at all.
+FAR_WORSE_RATIO = 100.0
+
+
+@dataclass
+class Problem:
+    """Data of one regression problem: X (N, d) and y (N,) float64, one symbol per column."""
+
+    X: np.ndarray
+    y: np.ndarray
+    symbols: list[sympy.Symbol]
+
+
+@dataclass
+class SolverOptions:
+    """Everything the search needs besides the data and the budget."""
+
+    train: TrainSettings
+    symbolic: SymbolicSettings
+    library: Library
+    engine: FallbackEngine | None
+    width: list | None = None
+    max_rows: int = 3000
+
+
+@dataclass
+class SolveResult:
+    """What a search found: the Pareto front of whole formulas and how it got there."""
+
+    front: pd.DataFrame
+    networks: list[TrainedNetwork]
+    scaling: Scaling
+    graph: nx.DiGraph | None = None
+    last_resort: str | None = None
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best_network(self) -> KAN | None:
+        return self.networks[0].model if self.networks else None
+
+    def architectures(self) -> pd.DataFrame:
+        return pd.DataFrame([{"name": n.arch.name, "width": str(n.model.width),
+                              "val_mse": n.val_mse} for n in self.networks],
+                            columns=["name", "width", "val_mse"])
+
+
+def _shapes(problem: Problem, opts: SolverOptions, Xt: torch.Tensor, yt: torch.Tensor
+            ) -> list[Architecture]:
+    if opts.width is not None:
+        return [Architecture("given", list(opts.width), sparsify=opts.train.lamb > 0)]
+    archs = default_architectures(problem.X.shape[1])
+    if problem.X.shape[1] >= 2 and len(Xt) >= 4:
+        # Cheap linear probes (milliseconds) decide whether the additive or the
+        # separable-product shape trains first: under a time budget, order matters.
+        probe = {"additive": additive_fit_error(Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS]),
+                 "product": product_fit_error(Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS])}
+        log.info("structure probes (relative MSE): %s", probe)
+        archs.sort(key=lambda a: probe.get(a.name, math.inf))
+    return archs
+
+
+def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budget: Budget,
+                   rng: np.random.Generator) -> tuple[list[TrainedNetwork], tuple]:
+    """Train the shapes on a seeded train/validation split; near-best simplest first."""
+    Xs, ys = scaling.x(problem.X), scaling.y(problem.y)
+    order = rng.permutation(len(Xs))
+    n_val = max(int(VALIDATION_SHARE * len(Xs)), 1)
+    val, train = order[:n_val], order[n_val:][: opts.max_rows]
+    dtype = torch.float64 if opts.train.dtype == "float64" else torch.float32
+    t = lambda a: torch.as_tensor(a, dtype=dtype, device=opts.train.device)  # noqa: E731
+    Xt, yt, Xv, yv = t(Xs[train]), t(ys[train, None]), t(Xs[val]), t(ys[val, None])
+    archs = _shapes(problem, opts, Xt, yt)
+    trained: list[TrainedNetwork] = []
+    for k_arch, arch in enumerate(archs):
+        # Shapes get halving shares of the training part of max_time (1/2, 1/4, ..., the
+        # last takes what is left; time one finishes early passes on): the first, most
+        # promising shape trains properly, a slow one cannot starve the others.
+        share = 1.0 if k_arch == len(archs) - 1 else 1.0 - 0.5 ** (k_arch + 1)
+        if trained and budget.expired(TRAIN_SHARE * share):
+            log.info("time budget: skipping architecture %s", arch.name)
+            break
+        try:
+            net = train_shape(arch, Xt, yt, Xv, yv, opts.train,
+                              budget.deadline(TRAIN_SHARE * share))
+        except SearchInterrupted:
+            budget.interrupt()
+            break
+        if net is None:
+            continue
+        log.info("architecture %s -> %s, validation rel. MSE %.3g", arch.name, net.model,
+                 net.val_mse)
+        trained.append(net)
+        if net.interrupted:
+            budget.interrupt()
+            break
+        if net.val_mse < GOOD_VAL_MSE:
+            log.info("architecture %s fits to %.3g: later shapes skipped", arch.name, net.val_mse)
+            break  # the shapes are tried simplest first; this one already fits
+    if trained:
+        # Simplest shape first among those nearly as accurate as the best: a separable
+        # product that fits almost as well as a mixed layer is far likelier to be the law.
+        best = min(n.val_mse for n in trained)
+        near = lambda n: n.val_mse <= NEAR_BEST_RATIO * best + 1e-14  # noqa: E731
+        trained.sort(key=lambda n: (not near(n), 0.0 if near(n) else n.val_mse))
+    return trained, (Xt, yt)
+
+
+def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0) -> SolveResult:
+    """Search for the law behind `problem`: the Pareto front of whole formulas.
+
+    Never raises for a search that found nothing usable: the front then holds formulas
+    fitted to the data directly and `last_resort` says why. A first Ctrl-C during the
+    search (`SearchInterrupted`, see `budget.soft_interrupts`) ends it with what is done.
+    """
+    X, y, symbols = problem.X, problem.y, problem.symbols
+    scaling = Scaling.fit(X, y)
+    rng = np.random.default_rng(seed)
+    networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng)
+    result = SolveResult(pd.DataFrame(), networks, scaling)
+    exprs: list[sympy.Expr] = []
+    failures: list[str] = []
+    best_val = min((n.val_mse for n in networks), default=math.inf)
+    for k, net in enumerate(networks):
+        if k and (budget.expired(SYMBOLIC_SHARE)
+                  or net.val_mse > FAR_WORSE_RATIO * best_val + 1e-10):
+            continue  # out of time, or a far worse network that rarely gives a better formula
+        try:
+            graph, found = network_formulas(net.model, Xt, yt, X, y, symbols, scaling,
+                                            opts.library, opts.engine, net.val_mse,
+                                            opts.symbolic, budget)
+        except SearchInterrupted:
+            budget.interrupt()
+            break
+        except Exception as exc:  # noqa: BLE001 - one architecture failing must not lose the others
+            log.warning("symbolic stage failed for %s: %s", net.arch.name, exc)
+            failures.append(f"{net.arch.name}: {type(exc).__name__}: {exc}")
+            continue
+        result.graph = result.graph if result.graph is not None else graph
+        exprs += found
+        if near_exact(found, symbols, X, y):
+            break  # the best network already gave an exact-looking law
+    result.front = formula_front(exprs, symbols, X, y)
+    if result.front.empty:
+        # A result, not an exception after the whole budget: formulas fitted to the data
+        # directly, said loudly. (Seen in the Feynman run: I.18.4, I.50.26.)
+        why = ("the search was interrupted before any formula was composed"
+               if budget.interrupted and not exprs else
+               "no network could be trained on so few rows" if not networks else
+               "no formula could be composed from the trained networks" if not exprs else
+               "no composed formula evaluates to finite values on the data (e.g. a log "
+               "or sqrt left its domain)")
+        if failures:
+            why += " (" + "; ".join(failures) + ")"
+        log.warning("%s: fitting the data directly", why)
+        engine = None if budget.interrupted else opts.engine
+        result.front = formula_front(direct_formulas(X, y, symbols, engine), symbols, X, y)
+        result.last_resort = why
+    result.interrupted = budget.interrupted
+    return result

@@ -1,0 +1,163 @@
+"""Formulas from a trained network: graph, per-edge choice, composition in the user's units,
+constants refitted and snapped; the Pareto front of whole formulas; the last resort."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import sympy
+import torch
+
+from ..compose.choose import alternatives, annotate_graph, swap_edge, symbolize
+from ..compose.constants import (clean_expression, gather_constants, pareto_front,
+                                 polish_expression, refit_constants, refit_deadline)
+from ..compose.formula import graph_to_sympy
+from ..expr import evaluate
+from ..fallback import FallbackEngine
+from ..graph import network_to_graph
+from ..kan import KAN
+from ..match.library import Library
+from .budget import SYMBOLIC_SHARE, Budget
+from .scaling import Scaling
+
+log = logging.getLogger(__name__)
+
+# Relative MSE below which a formula reproduces the data to float64 round-off: "exact".
+EXACT_REL_MSE = 1e-24
+# ... and below which a formula ends the search early (the near-tied variants and the
+# remaining networks cannot beat it).
+NEAR_EXACT_REL_MSE = 1e-20
+# Formulas with more free constants than this are not snapped (each snap refits them all).
+MAX_SNAP_CONSTANTS = 24
+# Formulas with more free constants than this are not refitted either.
+MAX_REFIT_CONSTANTS = 60
+# A refitted formula is worth snapping when its MSE is within this factor of the network's.
+SNAP_WORTH_RATIO = 10.0
+
+
+@dataclass(frozen=True)
+class SymbolicSettings:
+    """How a network becomes formulas (the estimator's parameters of the same names)."""
+
+    top_k: int = 3
+    complexity_weight: float = 0.3
+    n_alternatives: int = 2
+    seed: int = 0
+
+
+def near_exact(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
+               y: np.ndarray, rel_tol: float = NEAR_EXACT_REL_MSE) -> bool:
+    """Does any formula reproduce y to round-off (relative MSE <= rel_tol)?"""
+    var = float(np.var(y))
+    for e in exprs:
+        pred = evaluate(e, symbols, X)
+        if np.all(np.isfinite(pred)) and np.mean((pred - y) ** 2) <= rel_tol * var:
+            return True
+    return False
+
+
+def compose_graph(graph: nx.DiGraph, scaling: Scaling, symbols: Sequence[sympy.Symbol]
+                  ) -> sympy.Expr:
+    """The graph's formula in the user's variables and units (the scaling undone)."""
+    inputs = {node: scaling.input_exprs(symbols, [d["column"]])[0]
+              for node, d in graph.nodes(data=True) if d["kind"] == "input"}
+    return scaling.output_expr(graph_to_sympy(graph, inputs)[("out", 0)])
+
+
+def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarray,
+                     y: np.ndarray, symbols: Sequence[sympy.Symbol], scaling: Scaling,
+                     library: Library, engine: FallbackEngine | None, val_mse: float,
+                     settings: SymbolicSettings, budget: Budget
+                     ) -> tuple[nx.DiGraph, list[sympy.Expr]]:
+    """Graph, per-edge choice, composition in user units, constants refit and snapped.
+
+    Xt, yt: training rows in network units; X (N, d), y (N,): all rows in user units.
+    Returns the annotated graph of the first variant and every formula produced.
+    """
+    deadline = budget.deadline(SYMBOLIC_SHARE)
+    names = [symbols[c].name for c in model.input_ids]
+    graph = network_to_graph(model, Xt, names, seed=settings.seed)
+    sym_model, records = symbolize(model, Xt, yt, library, engine, top_k=settings.top_k,
+                                   complexity_weight=settings.complexity_weight,
+                                   seed=settings.seed, deadline=deadline,
+                                   input_maps=scaling.input_maps(model.input_ids))
+    n_alt = 0 if budget.expired(SYMBOLIC_SHARE) else settings.n_alternatives
+    variants = [(sym_model, records)] + [
+        swap_edge(sym_model, records, r, k, Xt, yt)
+        for r, k in alternatives(records, limit=n_alt)]
+    exprs, first_graph = [], None
+    polish_deadline = budget.polish_deadline()
+    # Refits keep their best parameters so far once the polishing deadline passes: a
+    # formula with many constants can otherwise take minutes on 10,000 rows.
+    with refit_deadline(polish_deadline):
+        for v_model, v_records in variants:
+            g = annotate_graph(graph, v_model, v_records)
+            first_graph = first_graph or g
+            composed = compose_graph(g, scaling, symbols)
+            log.info("composed: %s", composed)
+            n_consts = sum(1 for a in sympy.preorder_traversal(composed)
+                           if isinstance(a, sympy.Float))
+            if n_consts > MAX_REFIT_CONSTANTS or time.perf_counter() > polish_deadline:
+                # a sprawling network's formula (refitting it with a symbolic Jacobian
+                # costs minutes, and it is no law anyway), or no time left: keep it as is
+                exprs.append(composed)
+                continue
+            try:
+                raw, raw_mse = refit_constants(composed, symbols, X, y)
+            except Exception as exc:  # noqa: BLE001 - one variant failing must not lose the others
+                log.warning("refitting %s failed: %s", composed, exc)
+                exprs.append(composed)
+                continue
+            exprs.append(raw)
+            # Snapping refits once per tried value: only worth it (and only bounded in
+            # time) for a formula about as good as the network, with few constants.
+            good = raw_mse <= max(SNAP_WORTH_RATIO * val_mse, EXACT_REL_MSE) * float(np.var(y))
+            if good and n_consts <= MAX_SNAP_CONSTANTS and not budget.expired(SYMBOLIC_SHARE):
+                exprs.append(polish_expression(raw, symbols, X, y,
+                                               deadline=polish_deadline)[0])
+            elif good and n_consts <= MAX_SNAP_CONSTANTS:
+                # out of time for snapping: still drop float dust and merge constants
+                exprs.append(gather_constants(clean_expression(raw, simplify=False),
+                                              symbols, X, y))
+            if near_exact(exprs[-1:], symbols, X, y):
+                break  # exact already: the near-tied variants cannot beat it
+    return first_graph, exprs
+
+
+def formula_front(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
+                  y: np.ndarray) -> pd.DataFrame:
+    """Pareto front of whole formulas. Errors below float64 round-off of y count as equal
+    (exact), so a snapped law is not beaten by a longer one that is 1e-33 better."""
+    floor = EXACT_REL_MSE * float(np.var(y))
+    cands = []
+    for expr in exprs:
+        pred = evaluate(expr, symbols, X)
+        mse = float(np.mean((pred - y) ** 2)) if np.all(np.isfinite(pred)) else math.inf
+        cands.append((expr, max(mse, floor)))
+    return pareto_front(cands, y=y)
+
+
+def direct_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
+                    engine: FallbackEngine | None) -> list[sympy.Expr]:
+    """Formulas fitted to the data directly, for when no network gave a usable one: the
+    fallback engine's front (if there is an engine) and the least-squares line, which is
+    always finite."""
+    exprs = []
+    if engine is not None:
+        try:
+            exprs += [c.expr for c in
+                      engine.fit(X, y, variable_names=[s.name for s in symbols])]
+        except Exception as exc:  # noqa: BLE001 - the line below still answers
+            log.warning("fallback engine on the data failed: %s", exc)
+    design = np.column_stack([X, np.ones(len(X))])
+    coef = np.linalg.lstsq(design, y, rcond=None)[0]
+    line = sympy.Add(*(sympy.Float(c) * s for c, s in zip(coef, symbols)),
+                     sympy.Float(coef[-1]))
+    return exprs + [line]
