@@ -43,16 +43,27 @@ def test_fit_one_step_lowers_loss(name):
     fit(model, X, y, steps=1, opt="lbfgs", update_grid=False, progress=False)
     with torch.no_grad():
         after = float(torch.mean((model(X) - y) ** 2))
-    assert after < before
+    # one step of up to 20 L-BFGS iterations: measured after/before 0.04 (siren) to 0.40 (rff30)
+    assert after < 0.5 * before
 
 
 def test_fit_with_adam_and_validation():
+    torch.manual_seed(0)
     model = MLP([2, 8, 1], dtype="float64")
     X, y = _data()
-    hist = fit(model, X, y, steps=5, opt="adam", update_grid=False, X_val=X[:50], y_val=y[:50],
-               progress=False)
-    assert len(hist.train_loss) == 5 and len(hist.val_loss) == 5
+    hist = fit(model, X, y, steps=200, opt="adam", update_grid=False, X_val=X[:50],
+               y_val=y[:50], progress=False)
+    assert len(hist.train_loss) == 200 and len(hist.val_loss) == 200
     assert model.dtype == torch.float64
+    Xd, yd = X.double(), y.double()
+    with torch.no_grad():
+        train_mse = float(torch.mean((model(Xd) - yd) ** 2))
+        val_mse = float(torch.mean((model(Xd[:50]) - yd[:50]) ** 2))
+    # measured: train MSE 0.31 -> 0.013, validation 0.36 -> 0.012; var(y) = 0.18
+    assert train_mse < 0.1 * hist.train_loss[0]
+    assert train_mse < 0.25 * float(yd.var())  # far better than predicting the mean
+    assert hist.val_loss[-1] == pytest.approx(val_mse, rel=1e-9)  # the history is the model's
+    assert hist.val_loss[-1] < 0.1 * hist.val_loss[0]
 
 
 def test_regularization_refuses():
