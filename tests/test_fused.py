@@ -68,6 +68,19 @@ def _loss_and_grads(model, X, y):
     return out.detach(), [p.grad for p in model.parameters()]
 
 
+def _assert_param_grads(model, grads_ref) -> None:
+    """Each parameter's gradient equals autograd's; where autograd's is zero (or never
+    reached the parameter), the fused one must be zero (or unset) too."""
+    for name, (p, g_ref) in zip([n for n, _ in model.named_parameters()],
+                                zip(model.parameters(), grads_ref)):
+        if g_ref is None or not g_ref.any():
+            assert p.grad is None or not p.grad.any(), f"{name}: nonzero where autograd's is 0"
+        else:
+            assert p.grad is not None, f"{name}: no gradient"
+            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
+                                       rtol=0, msg=lambda m, name=name: f"{name}: {m}")
+
+
 @pytest.mark.parametrize("kernel", [True, False], ids=["numba", "torch-basis"])
 @pytest.mark.parametrize("width", [[3, 5, 2], [2, (1, 1), 1], [4, (2, 2), 3, 1], [2, 3, 9, 1]])
 def test_fused_layers_equal_the_autograd_layers(width, kernel, monkeypatch):
@@ -118,12 +131,7 @@ def test_network_mse_equals_autograd(width, monkeypatch):
     model.zero_grad(set_to_none=True)
     mse = fused.NetworkMSE(model, X, y)()
     torch.testing.assert_close(mse, torch.mean((ref - y) ** 2), atol=1e-14, rtol=0)
-    for p, g_ref in zip(model.parameters(), grads_ref):
-        if g_ref is None or not g_ref.any():
-            assert p.grad is None or not p.grad.any()
-        else:
-            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
-                                       rtol=0)
+    _assert_param_grads(model, grads_ref)
     model.layers[0].fix_edge(0, 1, "x**2")
     assert not fused.NetworkMSE.supports(model, X)
 
@@ -144,10 +152,7 @@ def test_network_mse_reuses_the_first_layer_basis_across_evaluations(width, monk
     ref, grads_ref = _loss_and_grads(model, X, y)
     model.zero_grad(set_to_none=True)
     torch.testing.assert_close(mse_fn(), torch.mean((ref - y) ** 2), atol=1e-14, rtol=0)
-    for p, g_ref in zip(model.parameters(), grads_ref):
-        if g_ref is not None and g_ref.any():
-            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
-                                       rtol=0)
+    _assert_param_grads(model, grads_ref)
 
 
 @pytest.mark.parametrize("width", [[3, 4, 2, 1], [3, 4, 9, 1]])
@@ -165,10 +170,7 @@ def test_network_mse_input_gradient_in_row_blocks(width, monkeypatch):
     model.zero_grad(set_to_none=True)
     mse_fn()
     assert [buf.h.shape[1] for buf in mse_fn._bufs] == [0, 16, 16]  # the first needs no h
-    for p, g_ref in zip(model.parameters(), grads_ref):
-        if g_ref is not None and g_ref.any():
-            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
-                                       rtol=0)
+    _assert_param_grads(model, grads_ref)
 
 
 def test_network_mse_with_three_factor_products(monkeypatch):
@@ -180,10 +182,7 @@ def test_network_mse_with_three_factor_products(monkeypatch):
     ref, grads_ref = _loss_and_grads(model, X, y)
     model.zero_grad(set_to_none=True)
     fused.NetworkMSE(model, X, y)()
-    for p, g_ref in zip(model.parameters(), grads_ref):
-        if g_ref is not None and g_ref.any():
-            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
-                                       rtol=0)
+    _assert_param_grads(model, grads_ref)
     # A factor that is exactly 0 everywhere: the others' gradients vanish, its own is the
     # product of the others (no division by a factor).
     with torch.no_grad():
@@ -195,7 +194,4 @@ def test_network_mse_with_three_factor_products(monkeypatch):
     assert grads_ref[0][:, 1].abs().max() > 0
     model.zero_grad(set_to_none=True)
     fused.NetworkMSE(model, X, y)()
-    for p, g_ref in zip(model.parameters(), grads_ref):
-        if g_ref is not None:
-            torch.testing.assert_close(p.grad, g_ref, atol=1e-12 * g_ref.abs().max().item(),
-                                       rtol=0)
+    _assert_param_grads(model, grads_ref)
