@@ -26,7 +26,7 @@ from .match.library import load_library
 from .solver import (Budget, Problem, Scaling, SolveResult, SolverOptions, SymbolicSettings,
                      TrainSettings, soft_interrupts, solve)
 from .solver.formulas import formula_front
-from .validation import MIN_ROWS, Magnitudes, check_names, check_params
+from .validation import MIN_ROWS, Magnitudes, check_frame, check_names, check_params
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,7 @@ class KANSR(RegressorMixin, BaseEstimator):
             raise ValueError("X and y are pandas objects with different indexes: rows would "
                              "be paired by position; align them (e.g. y = y.loc[X.index]) or "
                              "pass numpy arrays")
-        if isinstance(X, pd.DataFrame):
-            check_names(X.columns)  # before scikit-learn's own name checks
+        check_frame(X)  # before scikit-learn's own checks, whose messages name no column
         Xa, ya = validate_data(self, X, y, dtype=np.float64, y_numeric=True,
                                ensure_min_samples=MIN_ROWS)
         if variable_names is not None:
@@ -253,6 +252,7 @@ class KANSR(RegressorMixin, BaseEstimator):
         if isinstance(X, pd.DataFrame) and names is not None \
                 and set(map(str, X.columns)) == set(names) and len(X.columns) == len(names):
             X = X[list(names)]  # columns are matched by name, not position
+        check_frame(X)
         return validate_data(self, X, reset=False, dtype=np.float64)
 
     def predict(self, X, use: str = "formula") -> np.ndarray:

@@ -98,6 +98,19 @@ def check_names(names: Sequence[Any]) -> list[str]:
     return names
 
 
+def check_frame(X: Any) -> None:
+    """A DataFrame's columns: unique identifiers (see `check_names`), all numeric."""
+    import pandas as pd
+
+    if not isinstance(X, pd.DataFrame):
+        return
+    check_names(X.columns)
+    bad = [str(c) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])
+           or pd.api.types.is_bool_dtype(X[c])]
+    if bad:
+        raise TypeError(f"non-numeric columns in X: {bad}; convert or drop them")
+
+
 @dataclass(frozen=True)
 class Magnitudes:
     """Powers of ten that bring each column and the target near 1: the search sees
