@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,10 +23,9 @@ from .compose.constants import select_best
 from .expr import evaluate
 from .fallback import get_engine
 from .match.library import load_library
-from .solver import (Budget, Problem, Scaling, SolveResult, SolverOptions, SymbolicSettings,
-                     TrainSettings, soft_interrupts, solve)
-from .solver.formulas import formula_front
-from .validation import MIN_ROWS, Magnitudes, check_frame, check_names, check_params
+from .solver import Budget, SolverOptions, SymbolicSettings, TrainSettings, soft_interrupts
+from .solver.pipeline import search
+from .validation import MIN_ROWS, check_frame, check_names, check_params
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +72,9 @@ class KANSR(RegressorMixin, BaseEstimator):
     n_features_in_, feature_names_in_ (DataFrame input), variable_names_, symbols_.
     interrupted_ : True when Ctrl-C ended the search (the result is the best so far).
     last_resort_ : None, or why the front holds formulas fitted to the data directly.
-    magnitudes_ : powers of ten applied to columns far from 1 (``loss`` is then in the
-    rescaled target's units).  seconds_ : wall time of the fit.
+    reduction_ : the dimensional reduction (pi groups, prefactor) when units were given.
+    magnitudes_ : powers of ten applied to columns far from 1.  network_ : how kan_ reads
+    the user's X (`kansr.solver.pipeline.NetworkView`).  seconds_ : wall time of the fit.
     """
 
     def __init__(self, width: list | None = None, grid: int = 5, k: int = 3,
@@ -118,24 +118,39 @@ class KANSR(RegressorMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y, variable_names: Sequence[str] | None = None) -> "KANSR":
+    def fit(self, X, y, variable_names: Sequence[str] | None = None,
+            units: Sequence | Mapping | None = None, y_units: Any = None) -> "KANSR":
         """Discover the law behind X (N, d) -> y (N,). DataFrame columns name the variables.
 
+        units : optional units of the inputs (a sequence in column order, or a mapping by
+            variable name) as strings ("kg*m^2/s^2", "m/s", "" for dimensionless) or exponent
+            vectors over m, s, kg, K, V; `y_units` the output's. The search then runs on the
+            Buckingham pi groups (see `kansr.structure.buckingham_pi`), the law is mapped back
+            exactly, and `reduction_` records the groups. Inconsistent units are an error
+            before any training.
         The first Ctrl-C ends the search and keeps the best law so far (``interrupted_``);
         a second aborts.
         """
-        params = self.get_params()
-        check_params(params)
+        check_params(self.get_params())
         seed = self._seed()
         Xa, ya, names = self._validate_fit_data(X, y, variable_names)
         self.variable_names_ = names
         self.symbols_ = [sympy.Symbol(n) for n in names]
+        unit_spec = self._units(units, y_units, names)
+        if unit_spec is not None:  # inconsistent units: an error now, not after training
+            from .structure import buckingham_pi
+            buckingham_pi(names, unit_spec[0], unit_spec[1])
         library = load_library(self.library)
         budget = Budget(self.max_time)
         with self._threads(), soft_interrupts():
-            result = self._search(Xa, ya, library, budget, seed)
+            found = search(Xa, ya, self.symbols_, self._options(library, seed), budget, seed,
+                           units=unit_spec)
+        result = found.result
         self.equations_ = result.front
         self.kan_ = result.best_network
+        self.network_ = found.network
+        self.reduction_ = found.reduction
+        self.magnitudes_ = found.magnitudes
         self.graph_ = result.graph
         self.architectures_ = result.architectures()
         self.last_resort_ = result.last_resort
@@ -145,6 +160,23 @@ class KANSR(RegressorMixin, BaseEstimator):
             warnings.warn("fit interrupted (Ctrl-C): the law is the best found so far",
                           RuntimeWarning, stacklevel=2)
         return self
+
+    @staticmethod
+    def _units(units, y_units, names: list[str]) -> tuple[list, Any] | None:
+        if units is None and y_units is None:
+            return None
+        if units is None or y_units is None:
+            raise ValueError("units need both the inputs' (units=...) and the output's "
+                             "(y_units=...)")
+        if isinstance(units, Mapping):
+            missing = [n for n in names if n not in units]
+            if missing:
+                raise ValueError(f"units: no unit given for variables {missing}")
+            units = [units[n] for n in names]
+        units = list(units)
+        if len(units) != len(names):
+            raise ValueError(f"{len(units)} units for {len(names)} variables {names}")
+        return units, y_units
 
     def _seed(self) -> int:
         rs = self.random_state
@@ -187,20 +219,11 @@ class KANSR(RegressorMixin, BaseEstimator):
         finally:
             torch.set_num_threads(before)
 
-    def _search(self, X: np.ndarray, y: np.ndarray, library, budget: Budget, seed: int):
-        """Constant columns out, magnitudes normalised, the search, formulas mapped back."""
-        live = [j for j in range(X.shape[1]) if np.ptp(X[:, j]) > 0]
-        if len(live) < X.shape[1]:
-            log.warning("constant input columns %s ignored: a law cannot depend on them",
-                        [self.variable_names_[j] for j in range(X.shape[1]) if j not in live])
-        symbols = [self.symbols_[j] for j in live]
-        mags = Magnitudes.fit(X[:, live], y)
-        self.magnitudes_ = mags
-        Xs, ys = mags.data(X[:, live], y)
-        engine = get_engine(None if self.fallback == "none" else self.fallback,
-                            random_state=seed, time_limit=FALLBACK_EDGE_SECONDS) \
+    def _options(self, library, seed: int) -> SolverOptions:
+        engine = get_engine(self.fallback, random_state=seed,
+                            time_limit=FALLBACK_EDGE_SECONDS) \
             if self.fallback not in (None, "none") else None
-        opts = SolverOptions(
+        return SolverOptions(
             train=TrainSettings(grid=self.grid, k=self.k, refine=tuple(self.refine),
                                 steps=self.steps, lamb=self.lamb, node_th=self.node_th,
                                 edge_th=self.edge_th, n_restarts=self.n_restarts, seed=seed,
@@ -210,19 +233,6 @@ class KANSR(RegressorMixin, BaseEstimator):
                                       complexity_weight=self.complexity_weight,
                                       n_alternatives=self.n_alternatives, seed=seed),
             library=library, engine=engine, width=self.width, max_rows=self.max_rows)
-        if not live or np.ptp(ys) == 0:
-            log.warning("y is constant on these rows: the law is that constant")
-            front = formula_front([sympy.Float(float(np.mean(ys)))], symbols, Xs, ys)
-            result = SolveResult(front, [], Scaling.fit(Xs, ys), last_resort="y is constant")
-        else:
-            result = solve(Problem(Xs, ys, symbols), opts, budget, seed)
-        if not mags.identity:
-            result.front = result.front.assign(
-                sympy=[mags.formula(e, symbols) for e in result.front["sympy"]])
-            result.front["expression"] = [str(e) for e in result.front["sympy"]]
-        self._network_columns = live
-        self._scaling = result.scaling
-        return result
 
     # ------------------------------------------------------------------ using the law
     @property
@@ -262,15 +272,9 @@ class KANSR(RegressorMixin, BaseEstimator):
         arr = self._check_X(X)
         if use == "formula":
             return evaluate(self.sympy(), self.symbols_, arr)
-        if self.kan_ is None:
+        if self.network_ is None:
             raise ValueError("no network was trained in this fit; use='formula'")
-        cols = arr[:, self._network_columns]
-        cols, _ = self.magnitudes_.data(cols, np.zeros(1))
-        Xs = self._scaling.x(cols)[:, self.kan_.input_ids]
-        with torch.no_grad():
-            out = self.kan_(torch.as_tensor(Xs, dtype=self.kan_.dtype, device=self.kan_.device))
-        y = self._scaling.y_back(out[:, 0].cpu().numpy().astype(np.float64))
-        return y * 10.0 ** self.magnitudes_.y_exp
+        return self.network_.predict(arr)
 
     # ------------------------------------------------------------------ export, plot
     def to_numpy(self, index: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
@@ -295,11 +299,10 @@ class KANSR(RegressorMixin, BaseEstimator):
         from .kan.plot import plot as plot_network
 
         arr = self._check_X(X)
-        if self.kan_ is None:
+        if self.network_ is None:
             raise ValueError("no network was trained in this fit: nothing to draw")
-        cols, _ = self.magnitudes_.data(arr[:, self._network_columns], np.zeros(1))
-        Xs = self._scaling.x(cols)[:, self.kan_.input_ids]
-        live = [self.symbols_[j].name for j in self._network_columns]
-        names = [live[i] for i in self.kan_.input_ids]
-        return plot_network(self.kan_, Xs, path, variable_names=names,
+        names = ([s.name for s in self.reduction_.group_symbols] if self.reduction_ is not None
+                 else [self.symbols_[j].name for j in self.network_.columns])
+        return plot_network(self.kan_, self.network_.inputs(arr), path,
+                            variable_names=[names[i] for i in self.kan_.input_ids],
                             title=f"{self.sympy()}")

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # A trained spline edge matches its true primitive only to about this (1 - R^2): x^2 with a
 # huge offset or tan near a pole fit a straight line "better" below it. Ties go to simplicity.
 EDGE_FLOOR = 1e-7
+# A best primitive whose unexplained variance exceeds the edge floor this many times over is
+# a look-alike candidate: compositions of two primitives are tried as well.
+LOOKALIKE_MARGIN = 100.0
 
 
 @dataclass
@@ -88,7 +91,11 @@ def edge_options(x: np.ndarray, y: np.ndarray, library: Library,
     opts = [EdgeOption(f.name, f.primitive.expr if f.primitive is not None else sympy.Integer(0),
                        (f.a, f.b, f.c, f.d), f.complexity, f.r2) for f in fits]
     best_r2 = fits[0].r2
-    if compose and best_r2 < fallback_below_r2:
+    # Compositions are tried when no primitive explains the edge, and also when the best
+    # one explains it far worse than the spline's own accuracy (`err_floor`): a look-alike
+    # (exp for 1/sqrt(1 - x^2) on part of its range) clears R^2 = 0.9999 easily.
+    if compose and (best_r2 < fallback_below_r2
+                    or 1.0 - best_r2 > LOOKALIKE_MARGIN * err_floor):
         nested = match_nested(x, y, fits, library, top_k=2)
         for f in match_composite(x, y, library, x_map=x_map, top_k=2) + nested:
             if f.r2 > best_r2:
