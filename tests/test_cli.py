@@ -21,11 +21,32 @@ def test_parser_knows_fit_demo_and_bench():
     assert parser.parse_args(["bench", "report", "out"]).command == "bench"
 
 
-def test_fit_names_a_missing_target_column(tmp_path):
+def test_fit_names_a_missing_target_column(tmp_path, capsys):
     path = tmp_path / "d.csv"
     pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0]}).to_csv(path, index=False)
-    with pytest.raises(SystemExit, match="target column 'y' not in"):
-        main(["fit", str(path), "--target", "y"])
+    assert main(["fit", str(path), "--target", "y"]) == 2
+    assert capsys.readouterr().err == "error: target column 'y' not in ['a', 'b']\n"
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.mkdir(), "is a directory"),
+    (lambda p: p.write_text(""), "is empty"),
+    (lambda p: p.write_text("a,b,y\n"), "has a header but no rows"),
+])
+def test_unreadable_tables_are_one_line_errors_with_exit_code_2(tmp_path, capsys, make, words):
+    path = tmp_path / "d.csv"
+    make(path)
+    assert main(["fit", str(path), "--target", "y"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_library_file_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "d.csv"
+    pd.DataFrame({"a": range(20), "y": range(20)}).to_csv(path, index=False)
+    assert main(["fit", str(path), "--target", "y", "--library", str(tmp_path / "no.toml")]) == 2
+    assert "no.toml: no such file" in capsys.readouterr().err
 
 
 def test_fit_reports_bad_data_with_exit_code_2(tmp_path, capsys):

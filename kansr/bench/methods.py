@@ -32,6 +32,7 @@ class Method(Protocol):
 
 _REGISTRY: dict[str, str] = {
     "kansr": "kansr.bench.methods:kansr_method",
+    "kansr-units": "kansr.bench.methods:kansr_units_method",
     "operon": "kansr.bench.methods:operon_method",
 }
 #: Methods the CLI runs when ``--methods`` is not given.
@@ -110,6 +111,23 @@ def kansr_method(X_train: np.ndarray, y_train: np.ndarray, variable_names: list[
     else:
         log.info("KANSR has no max_time parameter; relying on the hard limit")
     model = KANSR(**kwargs).fit(X_train, y_train, variable_names=list(variable_names))
+    return model.sympy()
+
+
+def kansr_units_method(X_train: np.ndarray, y_train: np.ndarray, variable_names: list[str],
+                       time_limit: float, seed: int, output_name: str = "y") -> sp.Expr:
+    """kansr told each variable's units (the Feynman units table, benchmarks/feynman/units.csv,
+    copied from ../shared/feynman/units.csv): the search runs on Buckingham pi groups."""
+    from kansr import KANSR
+    from kansr.structure import load_units_table
+
+    table = load_units_table()
+    missing = [n for n in [*variable_names, output_name] if n not in table]
+    if missing:
+        raise KeyError(f"no units for {missing} in the units table")
+    model = KANSR(random_state=seed, max_time=time_limit).fit(
+        X_train, y_train, variable_names=list(variable_names),
+        units=[table[n] for n in variable_names], y_units=table[output_name])
     return model.sympy()
 
 

@@ -21,6 +21,7 @@ Record schema (one JSON object per line): see :data:`RECORD_FIELDS`.
 from __future__ import annotations
 
 import datetime as _dt
+import inspect
 import json
 import logging
 import math
@@ -260,7 +261,10 @@ def _fill_record(record: dict, task: Task, config: RunConfig) -> None:
     names = list(equation.variables)
     started = time.perf_counter()
     try:
-        found = method(data.X_train, data.y_train, names, config.time_limit, task.seed)
+        extra = {}
+        if "output_name" in inspect.signature(method).parameters:
+            extra["output_name"] = equation.output  # methods that read units need it
+        found = method(data.X_train, data.y_train, names, config.time_limit, task.seed, **extra)
     finally:
         record["seconds"] = time.perf_counter() - started
     expr = _as_expression(found, names)

@@ -24,7 +24,7 @@ from ..kan.init import additive_fit_error, product_fit_error
 from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
 from .formulas import SymbolicSettings, direct_formulas, formula_front, near_exact, \
-    network_formulas
+    network_formulas, one_variable_formulas
 from .scaling import Scaling
 from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
     default_architectures, train_shape
@@ -156,9 +156,19 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0) 
     X, y, symbols = problem.X, problem.y, problem.symbols
     scaling = Scaling.fit(X, y)
     rng = np.random.default_rng(seed)
+    exprs: list[sympy.Expr] = []
+    if X.shape[1] == 1 and opts.width is None:
+        try:  # the rows themselves are the one edge: matched directly, often exactly
+            exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
+                                           opts.symbolic, budget)
+        except SearchInterrupted:
+            budget.interrupt()
+        if near_exact(exprs, symbols, X, y):
+            log.info("one-variable law matched directly: no network trained")
+            return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
+                               interrupted=budget.interrupted)
     networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng)
     result = SolveResult(pd.DataFrame(), networks, scaling)
-    exprs: list[sympy.Expr] = []
     failures: list[str] = []
     best_val = min((n.val_mse for n in networks), default=math.inf)
     for k, net in enumerate(networks):

@@ -131,6 +131,43 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
     return first_graph, exprs
 
 
+#: Rows of a one-variable problem matched directly (the library's fits cost O(rows)).
+DIRECT_ROWS = 2000
+
+
+def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
+                          scaling: Scaling, library: Library, settings: SymbolicSettings,
+                          budget: Budget) -> list[sympy.Expr]:
+    """A one-variable problem is its own edge: the rows (x, y) are matched against the
+    library and its compositions directly, with no network in between (a spline would only
+    blur them), then refitted and snapped on all rows. X (N, 1), y (N,) in user units."""
+    from ..compose.choose import edge_options
+    from ..graph import EDGE_VAR
+
+    rng = np.random.default_rng(settings.seed)
+    rows = rng.permutation(len(X))[:DIRECT_ROWS]
+    xs, ys = scaling.x(X[rows])[:, 0], scaling.y(y[rows])
+    options = edge_options(xs, ys, library, None, top_k=settings.top_k,
+                           x_map=scaling.input_maps([0])[0], err_floor=EXACT_REL_MSE)
+    x_expr = scaling.input_exprs(symbols, [0])[0]
+    exprs = []
+    polish_deadline = budget.polish_deadline()
+    with refit_deadline(polish_deadline):
+        for opt in options:
+            expr = scaling.output_expr(opt.formula().xreplace({EDGE_VAR: x_expr}))
+            try:
+                raw, _ = refit_constants(expr, symbols, X, y)
+            except Exception as exc:  # noqa: BLE001 - one option failing must not lose the rest
+                log.debug("refitting %s failed: %s", expr, exc)
+                continue
+            exprs.append(raw)
+            if not budget.expired(SYMBOLIC_SHARE):
+                exprs.append(polish_expression(raw, symbols, X, y, deadline=polish_deadline)[0])
+            if near_exact(exprs[-1:], symbols, X, y):
+                break
+    return exprs
+
+
 def formula_front(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
                   y: np.ndarray) -> pd.DataFrame:
     """Pareto front of whole formulas. Errors below float64 round-off of y count as equal
