@@ -59,7 +59,9 @@ def network_to_graph(model: KAN, X, variable_names: Sequence[str] | None = None,
     X is in the network's own (already scaled) input units. At most `max_samples` rows are
     kept per edge (a seeded subsample) to bound memory and matching time.
     """
-    X = torch.as_tensor(np.asarray(X), dtype=model.dtype, device=model.device)
+    # np.asarray would refuse a CUDA tensor: tensors go to the network's device as they are
+    X = torch.as_tensor(X if torch.is_tensor(X) else np.asarray(X), dtype=model.dtype,
+                        device=model.device)
     if len(X) > max_samples:
         idx = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))[:max_samples]
         X = X[idx.to(X.device)]

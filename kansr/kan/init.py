@@ -42,7 +42,7 @@ def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
     coef = greville(first.grid.to(dtype), first.k) + 2.0  # start: g_i(x) = x + 2
     factors = torch.einsum("bik,ik->bi", basis, coef)
     var = float(yd.var()) or 1.0
-    eye = torch.eye(K + 1, dtype=dtype)
+    eye = torch.eye(K + 1, dtype=dtype, device=Xd.device)
     prev = float("inf")
     for _ in range(sweeps):
         for i in range(n):
@@ -74,7 +74,7 @@ def init_separable_product(model: KAN, X: torch.Tensor, y: torch.Tensor, *,
     lo, hi = float(prod.min()), float(prod.max())
     pad = 0.05 * (hi - lo) + 1e-12
     G = last.grid_size
-    inner = torch.linspace(lo - pad, hi + pad, G + 1, dtype=dtype)[None]
+    inner = torch.linspace(lo - pad, hi + pad, G + 1, dtype=dtype, device=last.grid.device)[None]
     last.grid = extend_grid(inner, last.k).to(last.grid)
     line = greville(last.grid.to(dtype), last.k)[0]
     last.coef.zero_()
@@ -92,11 +92,12 @@ def additive_fit_error(X: torch.Tensor, y: torch.Tensor, grid: int = 5, k: int =
     """Relative MSE of the best y ~= b + sum_i g_i(x_i) with cubic splines g_i (one linear
     least-squares solve): a cheap probe of how additive the data are. X in [-1, 1]."""
     Xd, yd = X.to(torch.float64), y.to(torch.float64).reshape(-1)
-    inner = torch.linspace(-1, 1, grid + 1, dtype=torch.float64).expand(X.shape[1], -1)
+    inner = torch.linspace(-1, 1, grid + 1, dtype=torch.float64,
+                           device=X.device).expand(X.shape[1], -1)
     basis = bspline_basis(Xd, extend_grid(inner, k), k)  # (B, n, K)
     A = torch.cat([basis.flatten(1), torch.ones_like(yd)[:, None]], dim=1)
     gram = A.T @ A
-    eye = torch.eye(A.shape[1], dtype=torch.float64)
+    eye = torch.eye(A.shape[1], dtype=torch.float64, device=A.device)
     sol = torch.linalg.solve(gram + ridge * gram.diagonal().mean() * eye, A.T @ yd)
     return float(((A @ sol - yd) ** 2).mean()) / (float(yd.var()) or 1.0)
 
@@ -105,5 +106,6 @@ def product_fit_error(X: torch.Tensor, y: torch.Tensor, grid: int = 5, k: int = 
     """Relative MSE of the best y ~= a * prod_i g_i(x_i) + b (ALS; see
     `init_separable_product`): a cheap probe of how separable the data are. X in [-1, 1]."""
     n = X.shape[1]
-    probe = KAN([n, (0, 1), 1], grid=grid, k=k, mult_arity=max(n, 2), dtype="float64")
+    probe = KAN([n, (0, 1), 1], grid=grid, k=k, mult_arity=max(n, 2), dtype="float64",
+                device=X.device)
     return init_separable_product(probe, X, y.reshape(-1, 1))
