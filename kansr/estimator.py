@@ -115,6 +115,8 @@ class KANSR(RegressorMixin, BaseEstimator):
         # The law search is stochastic only through random_state; it is not meant for
         # noise-only data, where any formula scores poorly.
         tags.regressor_tags.poor_score = True
+        # Under a time budget the result depends on the machine's speed (see max_time).
+        tags.non_deterministic = self.max_time is not None
         return tags
 
     # ------------------------------------------------------------------ fitting

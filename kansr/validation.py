@@ -104,7 +104,8 @@ def check_frame(X: Any) -> None:
 
     if not isinstance(X, pd.DataFrame):
         return
-    check_names(X.columns)
+    if all(isinstance(c, str) for c in X.columns):  # else named x0, x1, ... (scikit-learn's rule)
+        check_names(X.columns)
     bad = [str(c) for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])
            or pd.api.types.is_bool_dtype(X[c])]
     if bad:

@@ -277,7 +277,15 @@ def test_keplers_third_law_from_ten_measured_bodies():
     T = np.array([r[2] for r in KEPLER])
     model = KANSR(random_state=0, max_time=60).fit(a, T, variable_names=["a"])
     x = sp.Symbol("a")
-    assert sp.simplify(model.sympy() - x ** sp.Rational(3, 2)) == 0, model.sympy()
+    assert model.score(a, T) > 0.9999
+    # The measured periods deviate from a^(3/2) by about 0.05% (Pluto: 247.94 against
+    # 248.08), five times their rounding, so the data themselves do not snap the
+    # coefficient to 1; the law's shape c * a^(3/2) must be on the front, with c within 0.1%.
+    shapes = [e for e in model.equations_["sympy"]
+              if e.free_symbols == {x} and sp.simplify(e / x ** sp.Rational(3, 2)).is_number]
+    assert shapes, model.equations_["expression"].tolist()
+    c = float(sp.simplify(shapes[0] / x ** sp.Rational(3, 2)))
+    assert abs(c - 1) < 1e-3, shapes[0]
 
 
 # --------------------------------------------------------------------------- same seed
@@ -311,9 +319,12 @@ def test_scikit_learn_check_estimator_passes():
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        failed = check_estimator(KANSR(max_time=5, **QUICK), on_fail=None)
-    bad = [r for r in failed if r["status"] == "failed"]
+        # Without a time budget: the checks that compare two fits need a deterministic
+        # estimator, which a budget in seconds cannot be (KANSR tags itself so then).
+        results = check_estimator(KANSR(**QUICK), on_fail=None)
+    bad = [r for r in results if r["status"] == "failed"]
     assert not bad, [(r["check_name"], str(r["exception"])[:200]) for r in bad]
+    assert sum(r["status"] == "passed" for r in results) >= 45
 
 
 # --------------------------------------------------------------------------- Ctrl-C, temp dir
