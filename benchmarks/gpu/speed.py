@@ -212,11 +212,12 @@ def profile() -> None:
         torch.cuda.synchronize()
     events = prof.key_averages()
     kernels = sum(e.count for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
-    syncs = sum(e.count for e in events if "synchronize" in e.key.lower()
-                or e.key in ("aten::item", "aten::_local_scalar_dense"))
+    # a scalar read (item(), float(t)) is one _local_scalar_dense: a copy to the host and a sync
+    syncs = sum(e.count for e in events if e.key == "aten::_local_scalar_dense")
     print(f"\nprofile: 2-step fit of [2, 5, 1], {hist.n_evals} evaluations: "
           f"{kernels} CUDA kernel launches ({kernels / hist.n_evals:.0f} per evaluation), "
-          f"{syncs} host syncs / scalar reads ({syncs / hist.n_evals:.1f} per evaluation)")
+          f"{syncs} scalar reads to the host, each a sync ({syncs / hist.n_evals:.1f} per "
+          "evaluation)")
     print(events.table(sort_by="count", row_limit=25))
 
 
