@@ -369,3 +369,32 @@ def test_interrupted_fit_sets_interrupted_and_warns(monkeypatch):
         model = KANSR(random_state=0, **QUICK).fit(X, X[:, 0] + X[:, 1])
     assert model.interrupted_ and model.sympy() is not None
     assert model.score(X, X[:, 0] + X[:, 1]) > 0.9
+
+
+# --------------------------------------------------------------------------- units
+def test_inconsistent_units_are_rejected_before_training(no_training):
+    X = _rows(30)
+    with pytest.raises(ValueError, match="inconsistent units"):
+        KANSR(**QUICK).fit(X, X[:, 0] * X[:, 1], variable_names=["m", "v"],
+                           units=["kg", "m/s"], y_units="K")
+    with pytest.raises(ValueError, match="no unit given for variables \\['v'\\]"):
+        KANSR(**QUICK).fit(X, X[:, 0], variable_names=["m", "v"], units={"m": "kg"},
+                           y_units="kg")
+    with pytest.raises(ValueError, match="y_units"):
+        KANSR(**QUICK).fit(X, X[:, 0], units=["kg", "m/s"])
+
+
+@pytest.mark.slow
+def test_relativistic_mass_with_units_is_found_exactly():
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(1, 5, 1000), rng.uniform(1, 2, 1000),
+                         rng.uniform(3, 10, 1000)])
+    y = X[:, 0] / np.sqrt(1 - X[:, 1] ** 2 / X[:, 2] ** 2)
+    model = KANSR(random_state=0, max_time=60).fit(
+        X, y, variable_names=["m0", "v", "c"], units=["kg", "m/s", "m/s"], y_units="kg")
+    m0, v, c = sp.symbols("m0 v c")
+    assert [str(g) for g in model.reduction_.groups] == ["v/c"]
+    truth = m0 / sp.sqrt(1 - v**2 / c**2)
+    assert check(model.sympy(), truth, [m0, v, c], [(1, 5), (1, 2), (3, 10)]).recovered, \
+        model.sympy()
+    np.testing.assert_allclose(model.predict(X), y, rtol=1e-10)
