@@ -163,8 +163,8 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
             exprs.append(raw)
             if not budget.expired(SYMBOLIC_SHARE):
                 exprs.append(polish_expression(raw, symbols, X, y, deadline=polish_deadline)[0])
-            if near_exact(exprs[-1:], symbols, X, y):
-                break
+            # no early stop at the first exact option: a look-alike (sin of a tiny argument
+            # for a line) can be exact to round-off too; the front keeps the simplest
     return exprs
 
 

@@ -75,7 +75,15 @@ def _rename(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
 
 
 def _constant_front(y: np.ndarray, symbols, X) -> pd.DataFrame:
-    return formula_front([sympy.Float(float(np.mean(y)))], symbols, X, y)
+    """The mean, snapped to the simplest exact value (1, 1/(4*pi), ...) within its standard
+    error (or round-off on noiseless data)."""
+    from ..compose.constants import default_snap_candidates
+
+    value = float(np.mean(y))
+    tol = max(1e-12 * abs(value), 2.0 * float(np.std(y)) / np.sqrt(len(y)))
+    snapped = next((c for c in default_snap_candidates(value)[1:]
+                    if abs(float(c) - value) <= tol), sympy.Float(value))
+    return formula_front([snapped], symbols, X, y)
 
 
 def search(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], opts: SolverOptions,
