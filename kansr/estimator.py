@@ -15,7 +15,6 @@ import pandas as pd
 import sympy
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
@@ -25,7 +24,7 @@ from .fallback import get_engine
 from .match.library import load_library
 from .solver import Budget, SolverOptions, SymbolicSettings, TrainSettings, soft_interrupts
 from .solver.pipeline import search
-from .validation import MIN_ROWS, check_frame, check_names, check_params
+from .validation import MIN_ROWS, check_frame, check_names, check_params, check_seed, check_units
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +133,11 @@ class KANSR(RegressorMixin, BaseEstimator):
         a second aborts.
         """
         check_params(self.get_params())
-        seed = self._seed()
+        seed = check_seed(self.random_state)
         Xa, ya, names = self._validate_fit_data(X, y, variable_names)
         self.variable_names_ = names
         self.symbols_ = [sympy.Symbol(n) for n in names]
-        unit_spec = self._units(units, y_units, names)
+        unit_spec = check_units(units, y_units, names)
         if unit_spec is not None:  # inconsistent units: an error now, not after training
             from .structure import buckingham_pi
             buckingham_pi(names, unit_spec[0], unit_spec[1])
@@ -162,31 +161,6 @@ class KANSR(RegressorMixin, BaseEstimator):
             warnings.warn("fit interrupted (Ctrl-C): the law is the best found so far",
                           RuntimeWarning, stacklevel=2)
         return self
-
-    @staticmethod
-    def _units(units, y_units, names: list[str]) -> tuple[list, Any] | None:
-        if units is None and y_units is None:
-            return None
-        if units is None or y_units is None:
-            raise ValueError("units need both the inputs' (units=...) and the output's "
-                             "(y_units=...)")
-        if isinstance(units, Mapping):
-            missing = [n for n in names if n not in units]
-            if missing:
-                raise ValueError(f"units: no unit given for variables {missing}")
-            units = [units[n] for n in names]
-        units = list(units)
-        if len(units) != len(names):
-            raise ValueError(f"{len(units)} units for {len(names)} variables {names}")
-        return units, y_units
-
-    def _seed(self) -> int:
-        rs = self.random_state
-        if isinstance(rs, (int, np.integer)) and not isinstance(rs, bool):
-            return int(rs)
-        if isinstance(rs, np.random.Generator):
-            return int(rs.integers(2**31 - 1))
-        return int(check_random_state(rs).randint(2**31 - 1))
 
     def _validate_fit_data(self, X, y, variable_names) -> tuple[np.ndarray, np.ndarray, list[str]]:
         if isinstance(X, pd.DataFrame) and isinstance(y, pd.Series | pd.DataFrame) \

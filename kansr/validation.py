@@ -143,3 +143,35 @@ class Magnitudes:
             return expr
         subs = {s: s * sympy.Float(10.0 ** -int(e)) for s, e in zip(symbols, self.x_exp) if e}
         return sympy.Float(10.0 ** self.y_exp) * expr.xreplace(subs)
+
+
+def check_seed(random_state: Any) -> int:
+    """An integer seed from what scikit-learn accepts as random_state (an int is kept as is;
+    None, a RandomState or a Generator draw one)."""
+    from sklearn.utils import check_random_state
+
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    return int(check_random_state(random_state).randint(2**31 - 1))
+
+
+def check_units(units: Any, y_units: Any, names: Sequence[str]) -> tuple[list, Any] | None:
+    """(input units in column order, output unit), or None when no units were given."""
+    from collections.abc import Mapping
+
+    if units is None and y_units is None:
+        return None
+    if units is None or y_units is None:
+        raise ValueError("units need both the inputs' (units=...) and the output's "
+                         "(y_units=...)")
+    if isinstance(units, Mapping):
+        missing = [n for n in names if n not in units]
+        if missing:
+            raise ValueError(f"units: no unit given for variables {missing}")
+        units = [units[n] for n in names]
+    units = list(units)
+    if len(units) != len(names):
+        raise ValueError(f"{len(units)} units for {len(names)} variables {list(names)}")
+    return units, y_units

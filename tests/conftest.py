@@ -15,3 +15,13 @@ def square_inputs():
         return torch.rand(n, d, generator=gen, dtype=dtype) * 2 - 1
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tests train tiny networks: extra torch threads only contend on a shared CPU (40x slower
+    seen on 2 cores). The estimator sets its own thread count (n_threads) and restores it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

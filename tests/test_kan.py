@@ -13,13 +13,6 @@ from kansr.kan import (KAN, attribution, fit, init_separable_product, normalize_
                        prune, remove_node, shrink)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: extra threads only contend on a shared CPU (40x slower seen on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _exp_sin(X: torch.Tensor) -> torch.Tensor:

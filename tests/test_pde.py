@@ -13,13 +13,6 @@ from kansr.pde import (PROBLEMS, ExactSolution, allen_cahn, darcy, derivatives, 
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small networks: extra threads only contend on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name", sorted(PROBLEMS))

@@ -20,13 +20,6 @@ from kansr.structure.separability import (SeparabilityResult, all_splits, candid
                                           separability_tests, split_tests, symmetry_tests)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks: extra threads only contend on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # name: (law, lo, hi, KAN width)
