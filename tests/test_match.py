@@ -414,7 +414,8 @@ def test_nested_match_finds_exp_of_a_shifted_scaled_sine():
     direct = match_edge(x, y, top_k=3)
     assert direct[0].r2 < 0.999
     best = match_nested(x, y, direct)[0]
-    assert best.name == "exp(sin)" and best.r2 > 1 - 1e-10
+    # sin(pi*x) and cos(pi*x - pi/2) are the same function: either inner one is exact
+    assert best.name in ("exp(sin)", "exp(cos)") and best.r2 > 1 - 1e-10
     np.testing.assert_allclose(best.predict(x), y, rtol=1e-8)
 
 

@@ -42,7 +42,12 @@ class Budget:
 
     max_time: float | None = None
     start: float = field(default_factory=time.perf_counter)
-    interrupted: bool = False
+    # shared by a budget and its slices: Ctrl-C in a sub-problem stops the whole search
+    _stop: dict = field(default_factory=lambda: {"interrupted": False}, repr=False)
+
+    @property
+    def interrupted(self) -> bool:
+        return self._stop["interrupted"]
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.start
@@ -68,13 +73,13 @@ class Budget:
     def slice(self, share: float) -> "Budget":
         """A sub-budget: `share` of what is left of this one, starting now."""
         if self.max_time is None:
-            return Budget(None, interrupted=self.interrupted)
+            return Budget(None, _stop=self._stop)
         left = max(self.max_time - self.elapsed(), 0.0)
-        return Budget(share * left, interrupted=self.interrupted)
+        return Budget(share * left, _stop=self._stop)
 
     def interrupt(self) -> None:
-        """Make every deadline pass: the search wraps up with what it has."""
-        self.interrupted = True
+        """Make every deadline pass (here and in every slice): the search wraps up."""
+        self._stop["interrupted"] = True
 
 
 @contextlib.contextmanager

@@ -25,6 +25,7 @@ from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
 from .formulas import SymbolicSettings, direct_formulas, formula_front, near_exact, \
     network_formulas, one_variable_formulas
+from .recursion import MAX_DEPTH, separated_formulas
 from .scaling import Scaling
 from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
     default_architectures, train_shape
@@ -74,6 +75,7 @@ class SolveResult:
     last_resort: str | None = None
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
+    decomposition: object | None = None  # recursion.Split where a structure test split it
 
     @property
     def best_network(self) -> KAN | None:
@@ -146,7 +148,30 @@ def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budg
     return trained, (Xt, yt)
 
 
-def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0) -> SolveResult:
+#: Share of what is left that the first network's symbolic stage may use when the recursion
+#: could still run after it (the rest is the recursion's).
+FIRST_SYMBOLIC_SHARE = 0.5
+
+
+def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
+           scaling: Scaling, budget: Budget, seed: int, depth: int) -> tuple[list, object]:
+    """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
+    def solve_part(X, y, symbols, part_budget):
+        return solve(Problem(X, y, symbols), opts, part_budget, seed, depth + 1)
+
+    oracle_net = min(networks, key=lambda n: n.val_mse)
+    try:
+        return separated_formulas(problem.X, problem.y, problem.symbols, oracle_net, scaling,
+                                  solve_part, budget, seed)
+    except SearchInterrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
+        log.warning("recursive separation failed: %s: %s", type(exc).__name__, exc)
+        return [], None
+
+
+def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
+          depth: int = 0) -> SolveResult:
     """Search for the law behind `problem`: the Pareto front of whole formulas.
 
     Never raises for a search that found nothing usable: the front then holds formulas
@@ -157,6 +182,9 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0) 
     scaling = Scaling.fit(X, y)
     rng = np.random.default_rng(seed)
     exprs: list[sympy.Expr] = []
+    if np.ptp(y) == 0:  # a part of a split can be constant
+        return SolveResult(formula_front([sympy.Float(float(y[0]))], symbols, X, y), [],
+                           scaling)
     if X.shape[1] == 1 and opts.width is None:
         try:  # the rows themselves are the one edge: matched directly, often exactly
             exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
@@ -171,14 +199,17 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0) 
     result = SolveResult(pd.DataFrame(), networks, scaling)
     failures: list[str] = []
     best_val = min((n.val_mse for n in networks), default=math.inf)
+    can_split = depth < MAX_DEPTH and X.shape[1] >= 2 and bool(networks)
     for k, net in enumerate(networks):
         if k and (budget.expired(SYMBOLIC_SHARE)
                   or net.val_mse > FAR_WORSE_RATIO * best_val + 1e-10):
             continue  # out of time, or a far worse network that rarely gives a better formula
+        # the first network leaves time for the recursion after it
+        stage_budget = budget.slice(FIRST_SYMBOLIC_SHARE) if can_split and k == 0 else budget
         try:
             graph, found = network_formulas(net.model, Xt, yt, X, y, symbols, scaling,
                                             opts.library, opts.engine, net.val_mse,
-                                            opts.symbolic, budget)
+                                            opts.symbolic, stage_budget)
         except SearchInterrupted:
             budget.interrupt()
             break
@@ -190,6 +221,16 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0) 
         exprs += found
         if near_exact(found, symbols, X, y):
             break  # the best network already gave an exact-looking law
+        if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE):
+            try:
+                found, result.decomposition = _split(problem, opts, networks, scaling, budget,
+                                                     seed, depth)
+            except SearchInterrupted:
+                budget.interrupt()
+                break
+            exprs += found
+            if near_exact(found, symbols, X, y):
+                break
     result.front = formula_front(exprs, symbols, X, y)
     if result.front.empty:
         # A result, not an exception after the whole budget: formulas fitted to the data

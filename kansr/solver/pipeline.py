@@ -122,8 +122,10 @@ def search(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], opts: 
     if reduction is not None:
         exprs = [_rename(reduction.to_original(e), syms) for e in exprs]
     if reduction is not None or not mags.identity:
-        # losses in the user's units (the front was ranked in the solver's)
-        result.front = formula_front(exprs, syms, Xl, y)
+        # The front keeps its ranking and losses in the solver's units (the pi-group target,
+        # rescaled by powers of ten: squares of 1e300 overflow in the user's); its formulas
+        # are the user's.
+        result.front = result.front.assign(sympy=exprs, expression=[str(e) for e in exprs])
     network = None if result.best_network is None else NetworkView(
         result.best_network, live, reduction, mags, result.scaling)
     return Found(result, network, reduction, mags)

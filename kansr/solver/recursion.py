@@ -1,0 +1,109 @@
+"""Recursive separation: the trained network as an oracle for structure tests (additive,
+multiplicative, offset-product splits; difference/sum/product/ratio pair symmetries); when
+one passes, each part is solved by `solve` itself on data generated from the network, in a
+share of the budget, and the parts recombined into one formula refitted on the data."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import sympy
+import torch
+
+from ..compose.constants import polish_expression, refit_constants, refit_deadline, select_best
+from ..structure.decompose import decompose, recombine
+from ..structure.separability import separability_tests
+from .budget import SYMBOLIC_SHARE, Budget
+from .scaling import Scaling
+from .shapes import TrainedNetwork
+
+log = logging.getLogger(__name__)
+
+#: Sub-problems below this depth may split again (a law of 6 variables splits twice).
+MAX_DEPTH = 3
+#: Share of what is left of the budget the parts of one split get together.
+PARTS_SHARE = 0.6
+#: Rows of the data the parts are generated on (the oracle's values there).
+PART_ROWS = 2000
+#: The oracle's relative error used as the tests' tolerance is at least this (a network that
+#: fits to 1e-12 still differs from the law by more than round-off between samples).
+MIN_TOL = 1e-6
+
+
+@dataclass
+class Split:
+    """A node of the decomposition tree: which test split the problem, and the parts' own
+    trees (None where a part was solved without splitting)."""
+
+    test: str
+    variables: list[str]
+    margin: float
+    formula: str = ""
+    parts: list["Split | None"] = field(default_factory=list)
+    part_variables: list[list[str]] = field(default_factory=list)
+
+
+def network_oracle(net: TrainedNetwork, scaling: Scaling) -> Callable[[np.ndarray], np.ndarray]:
+    """The network as f(X): (N, d) in the problem's units -> (N,)."""
+    model = net.model
+
+    def oracle(X: np.ndarray) -> np.ndarray:
+        Z = torch.as_tensor(scaling.x(np.asarray(X, dtype=np.float64))[:, model.input_ids],
+                            dtype=model.dtype, device=model.device)
+        with torch.no_grad():
+            out = model(Z)[:, 0].cpu().numpy().astype(np.float64)
+        return scaling.y_back(out)
+
+    return oracle
+
+
+def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
+                       net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
+                       budget: Budget, seed: int) -> tuple[list[sympy.Expr], Split | None]:
+    """Formulas from splitting the problem along the first structure the network passes.
+
+    `solve_part(X, y, symbols, budget) -> SolveResult` solves one part (the solver itself,
+    one level deeper). Returns the recombined formulas (refitted on X, y) and the tree.
+    """
+    oracle = network_oracle(net, scaling)
+    tol = max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    rng = np.random.default_rng(seed)
+    passed = [r for r in separability_tests(oracle, lo, hi, tol, rng) if r.passed]
+    if not passed:
+        return [], None
+    best = passed[0]
+    names = [s.name for s in symbols]
+    rows = X[rng.permutation(len(X))[:PART_ROWS]]
+    dec = decompose(oracle, best, lo, hi, rng, X=rows)
+    log.info("structure: %s (margin %.2g) splits %s into %s", best.test, best.margin, names,
+             [p.names(names) for p in dec.parts])
+    tree = Split(best.test, names, best.margin,
+                 part_variables=[p.names(names) for p in dec.parts])
+    parts_budget = budget.slice(PARTS_SHARE)
+    part_exprs = []
+    for k, part in enumerate(dec.parts):
+        part_syms = [sympy.Symbol(n) for n in part.names(names)]
+        share = 1.0 / (len(dec.parts) - k)  # what the earlier parts left, shared equally
+        sub = solve_part(part.X, part.y, part_syms, parts_budget.slice(share))
+        part_exprs.append(select_best(sub.front, "best")["sympy"])
+        tree.parts.append(sub.decomposition)
+        if budget.interrupted:
+            return [], tree
+    whole = recombine(dec, part_exprs, list(symbols))
+    exprs = []
+    polish_deadline = budget.polish_deadline()
+    with refit_deadline(polish_deadline):
+        try:
+            raw, _ = refit_constants(whole, symbols, X, y)
+        except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
+            log.warning("refitting the recombined %s failed: %s", whole, exc)
+            return [whole], tree
+        exprs.append(raw)
+        if not budget.expired(SYMBOLIC_SHARE):
+            exprs.append(polish_expression(raw, symbols, X, y, deadline=polish_deadline)[0])
+    tree.formula = str(exprs[-1])
+    return exprs, tree
