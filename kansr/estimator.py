@@ -83,6 +83,8 @@ class KANSR(RegressorMixin, BaseEstimator):
     interrupted_ : True when Ctrl-C ended the search (the result is the best so far).
     last_resort_ : None, or why the front holds formulas fitted to the data directly.
     reduction_ : the dimensional reduction (pi groups, prefactor) when units were given.
+    decomposition_ : how a structure test split the problem (`kansr.solver.recursion.Split`:
+    the test, the parts' variables and their own splits), or None.
     magnitudes_ : powers of ten applied to columns far from 1.  network_ : how kan_ reads
     the user's X (`kansr.solver.pipeline.NetworkView`).  seconds_ : wall time of the fit.
     """
@@ -164,6 +166,7 @@ class KANSR(RegressorMixin, BaseEstimator):
         self.reduction_ = found.reduction
         self.magnitudes_ = found.magnitudes
         self.graph_ = result.graph
+        self.decomposition_ = result.decomposition
         self.architectures_ = result.architectures()
         self.last_resort_ = result.last_resort
         self.interrupted_ = result.interrupted
