@@ -133,6 +133,8 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
 
 #: Rows of a one-variable problem matched directly (the library's fits cost O(rows)).
 DIRECT_ROWS = 2000
+#: Library options of a one-variable problem refitted as whole formulas (cheap: one variable).
+DIRECT_TOP_K = 5
 
 
 def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
@@ -147,8 +149,10 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
     rng = np.random.default_rng(settings.seed)
     rows = rng.permutation(len(X))[:DIRECT_ROWS]
     xs, ys = scaling.x(X[rows])[:, 0], scaling.y(y[rows])
-    options = edge_options(xs, ys, library, None, top_k=settings.top_k,
-                           x_map=scaling.input_maps([0])[0], err_floor=EXACT_REL_MSE)
+    # Errors below NEAR_EXACT_REL_MSE are round-off ties, settled by complexity: a sine of a
+    # tiny argument mimics a line to 1e-21, and the line's own round-off can exceed that.
+    options = edge_options(xs, ys, library, None, top_k=max(settings.top_k, DIRECT_TOP_K),
+                           x_map=scaling.input_maps([0])[0], err_floor=NEAR_EXACT_REL_MSE)
     x_expr = scaling.input_exprs(symbols, [0])[0]
     exprs = []
     polish_deadline = budget.polish_deadline()
