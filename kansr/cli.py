@@ -49,7 +49,8 @@ def _discover(X, y, args: argparse.Namespace) -> int:
     if args.library is not None and not Path(args.library).is_file():
         raise CLIError(f"--library {args.library}: no such file")
     model = KANSR(library=args.library, fallback=None if args.fallback == "none" else args.fallback,
-                  random_state=args.seed, max_time=args.max_time, verbose=args.verbose)
+                  random_state=args.seed, max_time=args.max_time, verbose=args.verbose,
+                  denoise=args.denoise)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # interruption is reported below
@@ -60,6 +61,8 @@ def _discover(X, y, args: argparse.Namespace) -> int:
         print("interrupted: the best law found so far", file=sys.stderr)
     print(f"law:     {model.sympy()}")
     print(f"R^2:     {model.score(X, y):.12f}")
+    print(f"noise:   {model.noise_:.3g} (std of y; {'noisy' if model.noisy_ else 'noise-free'}"
+          " as far as the search could tell)")
     print(f"seconds: {time.perf_counter() - t0:.1f}")
     if args.verbose:
         print(model.equations_.to_string())
@@ -96,6 +99,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-time", type=_seconds, default=None, metavar="SECONDS",
                    help="time budget of the search (default: none, bounded by step counts)")
+    p.add_argument("--denoise", action="store_true",
+                   help="smooth y by local fits before the search (very noisy tables)")
     p.add_argument("-v", "--verbose", action="store_true", help="progress bars and stage logs")
 
 

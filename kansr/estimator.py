@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -23,6 +24,7 @@ from .expr import evaluate
 from .fallback import get_engine
 from .match.library import load_library
 from .solver import Budget, SolverOptions, SymbolicSettings, TrainSettings, soft_interrupts
+from .solver.noise import denoise, estimate_noise
 from .solver.pipeline import search
 from .validation import MIN_ROWS, check_frame, check_names, check_params, check_seed, check_units
 
@@ -56,9 +58,14 @@ class KANSR(RegressorMixin, BaseEstimator):
     steps : LBFGS steps per training phase. lamb : sparsity weight while sparsifying.
     library : None (default library), a TOML path or a `kansr.match.Library`.
     fallback : "auto", "pysr", "operon" or None: engine for edges no primitive explains.
-    selection : rule picking one formula from the Pareto front ("best", "accuracy",
-        "parsimony"; see `kansr.compose.constants.select_best`); read at use, so
-        ``set_params(selection=...)`` after fit changes `best_` and `predict`.
+    selection : rule picking one formula from the Pareto front: "auto" (default: "mdl",
+        the description-length rule, on data the search found noisy, else "best", PySR's
+        score rule), "best", "mdl", "accuracy" or "parsimony" (see
+        `kansr.compose.constants.select_best`); read at use, so ``set_params(selection=...)``
+        after fit changes `best_` and `predict`.
+    denoise : smooth y by local fits through each row's neighbours before the search
+        (`kansr.solver.noise.denoise`); for very noisy tables. Losses are then measured
+        against the smoothed y.
     random_state : None, an int, a numpy RandomState or Generator (scikit-learn's rules).
     device, dtype : where the network runs ("cpu", "cuda", ...; "float64" or "float32").
     max_time : soft budget in seconds (shares in `kansr.solver.budget`): training stops at
@@ -85,6 +92,10 @@ class KANSR(RegressorMixin, BaseEstimator):
     reduction_ : the dimensional reduction (pi groups, prefactor) when units were given.
     decomposition_ : how a structure test split the problem (`kansr.solver.recursion.Split`:
     the test, the parts' variables and their own splits), or None.
+    noise_ : estimated standard deviation of the noise in y (y's units): the smaller of a
+    local-fit estimate (`kansr.solver.noise`) and the RMS error of the most accurate formula
+    (both upper bounds).  noisy_ : whether the search treated the data as noisy (its
+    thresholds then sit at the noise floor rather than at round-off).
     magnitudes_ : powers of ten applied to columns far from 1.  network_ : how kan_ reads
     the user's X (`kansr.solver.pipeline.NetworkView`).  seconds_ : wall time of the fit.
     """
@@ -93,7 +104,7 @@ class KANSR(RegressorMixin, BaseEstimator):
                  refine: Sequence[int] = (10, 20), steps: int = 50, lamb: float = 1e-3,
                  node_th: float = 1e-2, edge_th: float = 3e-2, library: Any = None,
                  fallback: str | None = "auto", top_k: int = 3, complexity_weight: float = 0.3,
-                 selection: str = "best", random_state: Any = 0, device: str = "cpu",
+                 selection: str = "auto", denoise: bool = False, random_state: Any = 0, device: str = "cpu",
                  dtype: str = "float64", max_time: float | None = None,
                  max_rows: int = 3000, n_restarts: int = 3, n_alternatives: int = 2,
                  n_threads: int | None = 1, verbose: bool = False) -> None:
@@ -110,6 +121,7 @@ class KANSR(RegressorMixin, BaseEstimator):
         self.top_k = top_k
         self.complexity_weight = complexity_weight
         self.selection = selection
+        self.denoise = denoise
         self.random_state = random_state
         self.device = device
         self.dtype = dtype
@@ -156,11 +168,13 @@ class KANSR(RegressorMixin, BaseEstimator):
             buckingham_pi(names, unit_spec[0], unit_spec[1])
         library = load_library(self.library)
         budget = Budget(self.max_time)
+        target = denoise(Xa, ya) if self.denoise else ya
         with self._threads(), soft_interrupts():
-            found = search(Xa, ya, self.symbols_, self._options(library, seed), budget, seed,
+            found = search(Xa, target, self.symbols_, self._options(library, seed), budget, seed,
                            units=unit_spec)
         result = found.result
         self.equations_ = result.front
+        self.n_rows_ = len(ya)  # the rows the front's losses are measured on
         self.kan_ = result.best_network
         self.network_ = found.network
         self.reduction_ = found.reduction
@@ -171,10 +185,23 @@ class KANSR(RegressorMixin, BaseEstimator):
         self.last_resort_ = result.last_resort
         self.interrupted_ = result.interrupted
         self.seconds_ = budget.elapsed()
+        self.noisy_ = result.noise_floor > 0
+        self.noise_ = self._noise(Xa, ya, seed)
+        log.info("noise: %.3g (%s)", self.noise_, "noisy" if self.noisy_ else "noise-free")
         if self.interrupted_:
             warnings.warn("fit interrupted (Ctrl-C): the law is the best found so far",
                           RuntimeWarning, stacklevel=2)
         return self
+
+    def _noise(self, X: np.ndarray, y: np.ndarray, seed: int) -> float:
+        """The smaller of the two upper bounds on the noise's standard deviation."""
+        local = estimate_noise(X, y, seed)
+        finest = self.equations_.loc[self.equations_["loss"].idxmin(), "sympy"]
+        pred = evaluate(finest, self.symbols_, X)
+        peak = float(np.max(np.abs(y))) or 1.0  # squares near 1e300 would overflow
+        rmse = peak * float(np.sqrt(np.mean(((pred - y) / peak) ** 2))) \
+            if np.all(np.isfinite(pred)) else math.inf
+        return min(local, rmse)
 
     def _validate_fit_data(self, X, y, variable_names) -> tuple[np.ndarray, np.ndarray, list[str]]:
         if isinstance(X, pd.DataFrame) and isinstance(y, pd.Series | pd.DataFrame) \
@@ -229,7 +256,8 @@ class KANSR(RegressorMixin, BaseEstimator):
     def best_(self) -> pd.Series:
         """The row of `equations_` that ``selection`` picks (derived on demand)."""
         check_is_fitted(self, "equations_")
-        return select_best(self.equations_, rule=self.selection)
+        return select_best(self.equations_, rule=self.selection,
+                           n_rows=self.n_rows_, noisy=self.noisy_)
 
     def sympy(self, index: int | None = None) -> sympy.Expr:
         """The chosen law (or row `index` of `equations_`) as a sympy expression."""

@@ -23,7 +23,7 @@ MIN_ROWS = 5
 MAGNITUDE = 1e8
 
 FALLBACKS = ("auto", "pysr", "operon", "none", None)
-SELECTIONS = ("best", "accuracy", "parsimony")
+SELECTIONS = ("auto", "best", "mdl", "accuracy", "parsimony")
 DTYPES = ("float64", "float32")
 
 
@@ -60,6 +60,7 @@ def check_params(p: dict[str, Any]) -> None:
     need(p["selection"] in SELECTIONS, "selection", f"expected one of {SELECTIONS}")
     need(p["dtype"] in DTYPES, "dtype", f"expected one of {DTYPES}")
     need(isinstance(p["verbose"], (bool, np.bool_)), "verbose", "expected True or False")
+    need(isinstance(p["denoise"], (bool, np.bool_)), "denoise", "expected True or False")
     lib = p["library"]
     need(lib is None or isinstance(lib, (str, Path)) or hasattr(lib, "primitives"), "library",
          "expected None, a TOML path or a kansr.match.Library")

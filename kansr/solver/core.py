@@ -23,8 +23,9 @@ from ..kan import KAN
 from ..kan.init import additive_fit_error, product_fit_error
 from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
-from .formulas import SymbolicSettings, direct_formulas, formula_front, near_exact, \
-    network_formulas, one_variable_formulas
+from .formulas import NEAR_EXACT_REL_MSE, SymbolicSettings, direct_formulas, formula_front, \
+    near_exact, network_formulas, one_variable_formulas
+from .noise import at_noise_floor, estimate_noise, noise_floor, relative_noise
 from .recursion import MAX_DEPTH, separated_formulas
 from .scaling import Scaling
 from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
@@ -34,7 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Share of the rows held out to validate networks (at least one row).
 VALIDATION_SHARE = 0.2
-#: A network this close (relative validation MSE) ends the shape search.
+#: A network this close (relative validation MSE) ends the shape search; on noisy data, so
+#: does one at or below the estimated noise (it cannot get closer than the noise).
 GOOD_VAL_MSE = 1e-7
 #: Networks within this factor of the best validation error count as near-best: among them
 #: the simplest shape is symbolized first.
@@ -76,6 +78,8 @@ class SolveResult:
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
     decomposition: object | None = None  # recursion.Split where a structure test split it
+    #: relative MSE the search treated as the noise floor (0.0: the data counted as noise-free)
+    noise_floor: float = 0.0
 
     @property
     def best_network(self) -> KAN | None:
@@ -103,8 +107,12 @@ def _shapes(problem: Problem, opts: SolverOptions, Xt: torch.Tensor, yt: torch.T
 
 
 def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budget: Budget,
-                   rng: np.random.Generator) -> tuple[list[TrainedNetwork], tuple]:
-    """Train the shapes on a seeded train/validation split; near-best simplest first."""
+                   rng: np.random.Generator, noise_rel: float = 0.0
+                   ) -> tuple[list[TrainedNetwork], tuple]:
+    """Train the shapes on a seeded train/validation split; near-best simplest first.
+
+    `noise_rel`: estimated noise variance / var(y), an upper bound; a network at or below
+    it is as good as the data allow (no finer grid, no further shape)."""
     Xs, ys = scaling.x(problem.X), scaling.y(problem.y)
     order = rng.permutation(len(Xs))
     n_val = max(int(VALIDATION_SHARE * len(Xs)), 1)
@@ -124,7 +132,7 @@ def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budg
             break
         try:
             net = train_shape(arch, Xt, yt, Xv, yv, opts.train,
-                              budget.deadline(TRAIN_SHARE * share))
+                              budget.deadline(TRAIN_SHARE * share), noise_rel=noise_rel)
         except SearchInterrupted:
             budget.interrupt()
             break
@@ -136,7 +144,7 @@ def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budg
         if net.interrupted:
             budget.interrupt()
             break
-        if net.val_mse < GOOD_VAL_MSE:
+        if net.val_mse < GOOD_VAL_MSE or at_noise_floor(net.val_mse, noise_rel):
             log.info("architecture %s fits to %.3g: later shapes skipped", arch.name, net.val_mse)
             break  # the shapes are tried simplest first; this one already fits
     if trained:
@@ -170,6 +178,17 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
         return [], None
 
 
+#: On noisy data a formula within this factor of the noise floor ends the search early (the
+#: floor is itself an estimate, good to a few per cent).
+NOISE_EXACT_RATIO = 1.1
+
+
+def exact_tol(floor: float) -> float:
+    """Relative MSE at which a formula ends the search early: round-off on noise-free data,
+    the noise floor on noisy data (no formula can be told from the law below it)."""
+    return max(NEAR_EXACT_REL_MSE, NOISE_EXACT_RATIO * floor)
+
+
 def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
           depth: int = 0) -> SolveResult:
     """Search for the law behind `problem`: the Pareto front of whole formulas.
@@ -181,6 +200,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     X, y, symbols = problem.X, problem.y, problem.symbols
     scaling = Scaling.fit(X, y)
     rng = np.random.default_rng(seed)
+    noise_rel = relative_noise(estimate_noise(X, y, seed), y)
     exprs: list[sympy.Expr] = []
     if np.ptp(y) == 0:  # a part of a split can be constant
         return SolveResult(formula_front([sympy.Float(float(y[0]))], symbols, X, y), [],
@@ -191,14 +211,20 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                                            opts.symbolic, budget)
         except SearchInterrupted:
             budget.interrupt()
-        if near_exact(exprs, symbols, X, y):
+        # with one input the local fits are nearly unbiased: their estimate is the floor
+        floor = noise_floor(noise_rel)
+        if near_exact(exprs, symbols, X, y, exact_tol(floor)):
             log.info("one-variable law matched directly: no network trained")
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
-                               interrupted=budget.interrupted)
-    networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng)
-    result = SolveResult(pd.DataFrame(), networks, scaling)
-    failures: list[str] = []
+                               interrupted=budget.interrupted, noise_floor=floor)
+    networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng, noise_rel)
     best_val = min((n.val_mse for n in networks), default=math.inf)
+    floor = noise_floor(noise_rel, best_val)
+    log.info("noise: local estimate %.3g, best network %.3g (relative MSE) -> floor %.3g",
+             noise_rel, best_val, floor)
+    tol = exact_tol(floor)
+    result = SolveResult(pd.DataFrame(), networks, scaling, noise_floor=floor)
+    failures: list[str] = []
     can_split = depth < MAX_DEPTH and X.shape[1] >= 2 and bool(networks)
     for k, net in enumerate(networks):
         if k and (budget.expired(SYMBOLIC_SHARE)
@@ -209,7 +235,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         try:
             graph, found = network_formulas(net.model, Xt, yt, X, y, symbols, scaling,
                                             opts.library, opts.engine, net.val_mse,
-                                            opts.symbolic, stage_budget)
+                                            opts.symbolic, stage_budget, tol)
         except SearchInterrupted:
             budget.interrupt()
             break
@@ -219,7 +245,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             continue
         result.graph = result.graph if result.graph is not None else graph
         exprs += found
-        if near_exact(found, symbols, X, y):
+        if near_exact(found, symbols, X, y, tol):
             break  # the best network already gave an exact-looking law
         if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE):
             try:
@@ -229,7 +255,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                 budget.interrupt()
                 break
             exprs += found
-            if near_exact(found, symbols, X, y):
+            if near_exact(found, symbols, X, y, tol):
                 break
     result.front = formula_front(exprs, symbols, X, y)
     if result.front.empty:

@@ -16,7 +16,7 @@ import sympy
 import torch
 
 from ..compose.choose import alternatives, annotate_graph, swap_edge, symbolize
-from ..compose.constants import (clean_expression, gather_constants, pareto_front,
+from ..compose.constants import (clean_expression, constant_price, gather_constants, pareto_front,
                                  polish_expression, refit_constants, refit_deadline)
 from ..compose.formula import graph_to_sympy
 from ..expr import evaluate
@@ -74,11 +74,13 @@ def compose_graph(graph: nx.DiGraph, scaling: Scaling, symbols: Sequence[sympy.S
 def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarray,
                      y: np.ndarray, symbols: Sequence[sympy.Symbol], scaling: Scaling,
                      library: Library, engine: FallbackEngine | None, val_mse: float,
-                     settings: SymbolicSettings, budget: Budget
+                     settings: SymbolicSettings, budget: Budget,
+                     exact_tol: float = NEAR_EXACT_REL_MSE
                      ) -> tuple[nx.DiGraph, list[sympy.Expr]]:
     """Graph, per-edge choice, composition in user units, constants refit and snapped.
 
     Xt, yt: training rows in network units; X (N, d), y (N,): all rows in user units.
+    A variant within `exact_tol` (relative MSE) of y ends the loop over variants.
     Returns the annotated graph of the first variant and every formula produced.
     """
     deadline = budget.deadline(SYMBOLIC_SHARE)
@@ -126,7 +128,7 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
                 # out of time for snapping: still drop float dust and merge constants
                 exprs.append(gather_constants(clean_expression(raw, simplify=False),
                                               symbols, X, y))
-            if near_exact(exprs[-1:], symbols, X, y):
+            if near_exact(exprs[-1:], symbols, X, y, exact_tol):
                 break  # exact already: the near-tied variants cannot beat it
     return first_graph, exprs
 
@@ -174,14 +176,23 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
 
 def formula_front(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
                   y: np.ndarray) -> pd.DataFrame:
-    """Pareto front of whole formulas. Errors below float64 round-off of y count as equal
-    (exact), so a snapped law is not beaten by a longer one that is 1e-33 better."""
+    """Pareto front of whole formulas, by complexity and a loss charged for free constants.
+
+    loss = max(MSE, round-off floor) * constant_price(N) ** k for k fitted (Float) constants
+    on N rows:
+    errors below float64 round-off of y count as equal (exact), so a snapped law is not
+    beaten by a longer one that is 1e-33 better; and at equal complexity a formula with a
+    snapped constant beats its unsnapped twin unless the data can tell them apart (on noisy
+    data the free constant always fits the noise a little better). The same price as the
+    snapping rule (`kansr.compose.constants`).
+    """
     floor = EXACT_REL_MSE * float(np.var(y))
     cands = []
     for expr in exprs:
         pred = evaluate(expr, symbols, X)
         mse = float(np.mean((pred - y) ** 2)) if np.all(np.isfinite(pred)) else math.inf
-        cands.append((expr, max(mse, floor)))
+        n_free = sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
+        cands.append((expr, max(mse, floor) * constant_price(len(y)) ** n_free))
     return pareto_front(cands, y=y)
 
 

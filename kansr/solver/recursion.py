@@ -89,7 +89,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
         part_syms = [sympy.Symbol(n) for n in part.names(names)]
         share = 1.0 / (len(dec.parts) - k)  # what the earlier parts left, shared equally
         sub = solve_part(part.X, part.y, part_syms, parts_budget.slice(share))
-        part_exprs.append(select_best(sub.front, "best")["sympy"])
+        part_exprs.append(select_best(sub.front, "auto", n_rows=len(part.y),
+                                      noisy=sub.noise_floor > 0)["sympy"])
         tree.parts.append(sub.decomposition)
         if budget.interrupted:
             return [], tree

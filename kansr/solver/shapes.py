@@ -18,6 +18,7 @@ import torch
 from ..kan import KAN, fit, prune
 from ..kan.init import init_separable_product, product_fit_error
 from .budget import SearchInterrupted
+from .noise import at_noise_floor
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,13 @@ def fitting_grid(arch: Architecture, s: TrainSettings, n_rows: int) -> int | Non
 
 
 def train_shape(arch: Architecture, Xt: torch.Tensor, yt: torch.Tensor, Xv: torch.Tensor,
-                yv: torch.Tensor, s: TrainSettings, deadline: float | None = None
-                ) -> TrainedNetwork | None:
+                yv: torch.Tensor, s: TrainSettings, deadline: float | None = None,
+                noise_rel: float = 0.0) -> TrainedNetwork | None:
     """Sparsify, prune, retrain, refine; None when the data are too few for this shape.
 
-    Xt (N, d), yt (N, 1) in network units; Xv, yv the validation rows. The first Ctrl-C
+    Xt (N, d), yt (N, 1) in network units; Xv, yv the validation rows. Refinement stops
+    once the validation error reaches the estimated noise (`noise_rel`, relative to the
+    variance of y) or gets worse on a finer grid (the coarser network is kept). The first Ctrl-C
     (`SearchInterrupted`) ends training and returns the network as it is (its best state).
     """
     grid = fitting_grid(arch, s, len(Xt))
@@ -165,13 +168,21 @@ def train_shape(arch: Architecture, Xt: torch.Tensor, yt: torch.Tensor, Xv: torc
             fit(model, Xt, yt, steps=s.steps, lamb=s.lamb, **common)
             model = prune(model, Xt, node_th=s.node_th, edge_th=s.edge_th, prune_inputs=True)
         fit(model, Xt, yt, steps=s.steps, **common)
+        current = rel_val(model)
         for g in s.refine:
+            if at_noise_floor(current, noise_rel):
+                notes.append(f"refinement stopped at the noise floor ({current:.3g})")
+                break
             finer = copy.deepcopy(model).refine(g, Xt)
             if len(Xt) < ROWS_PER_PARAM * finer.n_params():
                 notes.append(f"refinement to grid {g} skipped (too few rows)")
                 break
-            model = finer
-            fit(model, Xt, yt, steps=s.steps, update_grid=False, **common)
+            fit(finer, Xt, yt, steps=s.steps, update_grid=False, **common)
+            if rel_val(finer) > current:
+                # a finer grid that validates worse fits noise (or failed to train)
+                notes.append(f"grid {g} validated worse: the coarser network is kept")
+                break
+            model, current = finer, rel_val(finer)
     except SearchInterrupted:
         if model is None:
             raise

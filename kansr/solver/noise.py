@@ -1,0 +1,134 @@
+"""How noisy are the data? The noise level estimated before any network is trained.
+
+Each of (up to) `MAX_QUERIES` rows is predicted by a least-squares fit through its `k`
+nearest neighbours (itself left out), in the network's input units: a plane plus one square
+term per input (cross terms would need far more neighbours in 9 dimensions). A smooth law is
+locally such a surface, so the leave-one-out residual r has E[r^2] = sigma^2 (1 + h) + bias^2, where h is
+the query's leverage under the neighbours' fit; sigma^2 is the median of r^2 / (1 + h)
+divided by the median of a chi-square with one degree of freedom (robust to the few rows
+where curvature dominates). The curvature bias makes this an upper bound on noise-free
+data: `noise_floor` therefore takes the smaller of it and the trained networks' validation
+error, which is the other upper bound.
+
+`denoise` replaces each y by the same local fit's value at its own row (itself included):
+an optional smoothing for very noisy tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+#: Rows whose residuals estimate the noise (the estimate's relative error is ~sqrt(2/n)).
+MAX_QUERIES = 4000
+#: Median of the chi-square distribution with one degree of freedom.
+_CHI2_1_MEDIAN = 0.454936423119572
+#: Relative noise variance below which the data count as noise-free: float64 round-off of
+#: the formulas in the Feynman table, and far below the 1e-6 of gamma = 0.001.
+NOISE_FREE_REL = 1e-9
+
+
+#: Neighbours per parameter of a local fit: estimating the noise wants small neighbourhoods
+#: (little curvature), smoothing wants many neighbours (a small leverage).
+ESTIMATE_NEIGHBOURS, SMOOTH_NEIGHBOURS = 2, 8
+
+
+def _neighbours(d: int, n: int, per_param: int) -> int:
+    # a local fit has 2d + 1 parameters
+    return int(min(max(per_param * (2 * d + 1), 8), n - 1))
+
+
+def _local_fits(Xs: np.ndarray, y: np.ndarray, queries: np.ndarray, include_self: bool,
+                per_param: int = ESTIMATE_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and leverage at each query row from the local fit through its neighbours."""
+    n, d = Xs.shape
+    k = _neighbours(d, n, per_param)
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(Xs)
+    _, idx = nn.kneighbors(Xs[queries])
+    # the first neighbour is the row itself (ties aside): drop it unless wanted
+    idx = idx[:, : k] if include_self else idx[:, 1:]
+    centre = Xs[queries][:, None, :]
+    dx = Xs[idx] - centre
+    A = np.concatenate([np.ones(idx.shape + (1,)), dx, dx ** 2], axis=2)  # (m, k, p)
+    p = A.shape[2]
+    # a small ridge keeps degenerate neighbourhoods (repeated x values) solvable
+    AtA = np.einsum("mki,mkj->mij", A, A) + 1e-10 * np.eye(p)
+    Aty = np.einsum("mki,mk->mi", A, y[idx])
+    coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]
+    # at the query the centred design row is (1, 0, ..., 0): prediction and leverage
+    pred = coef[:, 0]
+    lev = np.linalg.solve(AtA, np.eye(p)[:, :1][None].repeat(len(idx), 0))[:, 0, 0]
+    return pred, lev
+
+
+def _unit_inputs(X: np.ndarray) -> np.ndarray:
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    span = np.where(hi > lo, hi / 2 - lo / 2, 1.0)
+    return (X - (lo / 2 + hi / 2)) / span
+
+
+def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+    """Standard deviation of the noise in y (y's units), from local-fit residuals.
+
+    X (N, d), y (N,). An upper bound on noise-free data (curvature); 0.0 with too few rows
+    to tell (fewer than three more than twice a local fit's parameters).
+    """
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, d = X.shape
+    if n < 2 * (2 * d + 1) + 3 or np.ptp(y) == 0:
+        return 0.0
+    peak = float(np.max(np.abs(y)))  # squares of values near 1e300 would overflow
+    rng = np.random.default_rng(seed)
+    queries = rng.permutation(n)[:MAX_QUERIES]
+    pred, lev = _local_fits(_unit_inputs(X), y / peak, queries, include_self=False)
+    r2 = (y[queries] / peak - pred) ** 2 / (1.0 + lev)
+    return float(np.sqrt(np.median(r2) / _CHI2_1_MEDIAN)) * peak
+
+
+def relative_noise(noise_std: float, y: np.ndarray) -> float:
+    """Noise variance as a share of var(y) (the unit of the solver's thresholds)."""
+    var = float(np.var(y))
+    return float(noise_std ** 2 / var) if var > 0 else 0.0
+
+
+#: The networks must come this close to the local estimate (relative MSE) for the data to
+#: count as noisy: a network far below it shows the estimate was curvature, not noise.
+NOISE_AGREEMENT = 0.5
+
+
+def noise_floor(noise_rel: float, best_val_mse: float = np.inf) -> float:
+    """The relative MSE a law can be expected to reach, 0.0 for data treated as noise-free.
+
+    The smaller of the two upper bounds (local fits, the best network's validation error);
+    0.0 when it is below `NOISE_FREE_REL` or when the networks beat the local estimate by
+    more than 1 / `NOISE_AGREEMENT` (then the estimate measured curvature: the thresholds of
+    noise-free data apply, which is the safe side for exact recovery).
+    """
+    if best_val_mse < NOISE_AGREEMENT * noise_rel:
+        return 0.0
+    floor = min(noise_rel, best_val_mse)
+    return floor if floor > NOISE_FREE_REL else 0.0
+
+
+def at_noise_floor(val_mse: float, noise_rel: float) -> bool:
+    """Has a network (relative validation MSE `val_mse`) reached the estimated noise? Only
+    where the two agree (see `noise_floor`): a finer grid or another shape would fit noise."""
+    return noise_floor(noise_rel, val_mse) > 0.0 and val_mse <= noise_rel
+
+
+def denoise(X: np.ndarray, y: np.ndarray, chunk: int = 20000) -> np.ndarray:
+    """y smoothed by each row's local fit through its neighbours (itself included)."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, d = X.shape
+    if n < 2 * (2 * d + 1) + 3:
+        return y.copy()
+    Xs = _unit_inputs(X)
+    peak = float(np.max(np.abs(y))) or 1.0
+    out = np.empty_like(y)
+    for start in range(0, n, chunk):
+        rows = np.arange(start, min(start + chunk, n))
+        out[rows] = _local_fits(Xs, y / peak, rows, include_self=True,
+                                per_param=SMOOTH_NEIGHBOURS)[0] * peak
+    return out

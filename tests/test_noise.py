@@ -1,0 +1,107 @@
+"""Noisy data: the noise estimate, the thresholds and selection built on it, and laws
+recovered exactly from measurements with 1% noise (SRBench's gamma = 0.01)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from kansr import KANSR
+from kansr.compose.constants import pareto_front, select_best
+from kansr.solver.formulas import formula_front
+from kansr.solver.noise import (NOISE_FREE_REL, at_noise_floor, denoise, estimate_noise,
+                                noise_floor)
+from kansr.verify import symbolic_equivalent
+
+
+def _noisy(f, lows, highs, gamma, n=5000, seed=0):
+    """SRBench's protocol: N(0, gamma * RMS(y)) added to y; returns X, noisy y, clean y, std."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(lows, highs, size=(n, len(lows)))
+    y = f(X)
+    std = gamma * float(np.sqrt(np.mean(y ** 2)))
+    return X, y + rng.normal(0.0, std, n), y, std
+
+
+@pytest.mark.parametrize("gamma", [0.01, 0.1])
+def test_noise_estimate_is_close_to_the_truth(gamma):
+    X, y, _, std = _noisy(lambda X: X[:, 0] * np.exp(-X[:, 1]) + X[:, 2] ** 2,
+                          [1, 0, 1], [3, 2, 2], gamma)
+    assert 0.8 * std < estimate_noise(X, y) < 1.3 * std
+
+
+def test_noise_free_smooth_data_estimate_far_below_any_benchmark_noise():
+    X, y, _, _ = _noisy(lambda X: np.sin(X[:, 0]) * X[:, 1], [0, 1], [3, 2], 0.0)
+    assert estimate_noise(X, y) < 1e-3 * np.std(y)
+
+
+def test_noise_estimate_handles_huge_values_and_tiny_tables():
+    X, y, _, std = _noisy(lambda X: X[:, 0] * X[:, 1], [1, 1], [2, 2], 0.01)
+    assert 0.8e300 * std < estimate_noise(X, 1e300 * y) < 1.3e300 * std
+    assert estimate_noise(X[:5], y[:5]) == 0.0  # too few rows to tell
+
+
+def test_noise_floor_trusts_the_networks_when_they_beat_the_estimate():
+    assert noise_floor(1e-4, 1e-9) == 0.0        # curvature, not noise: noise-free rules
+    assert noise_floor(1e-4, 0.9e-4) == 0.9e-4   # both agree: the smaller bound
+    assert noise_floor(1e-4, 1e-2) == 1e-4       # a poor network: the local estimate
+    assert noise_floor(NOISE_FREE_REL / 2) == 0.0
+    assert at_noise_floor(0.8e-4, 1e-4) and not at_noise_floor(2e-4, 1e-4)
+
+
+def test_denoise_removes_most_of_the_noise():
+    X, y, clean, std = _noisy(lambda X: X[:, 0] ** 2 + np.cos(X[:, 1]), [0, 0], [2, 3], 0.1)
+    assert np.mean((denoise(X, y) - clean) ** 2) < 0.3 * std ** 2
+
+
+def test_mdl_selection_prefers_the_law_within_the_noise():
+    x = sp.Symbol("x")
+    sigma2 = 1e-4
+    front = pareto_front([(x, 0.3), (x ** 2, 1.3 * sigma2), (x ** 2 + sp.sin(x) / 10, sigma2),
+                          (x ** 2 + sp.sin(x) / 10 + sp.Float(1e-3) * x ** 5, 0.9995 * sigma2)])
+    # the 30% worse approximation loses, and so does the overfit formula
+    assert select_best(front, "mdl", n_rows=10_000)["sympy"] == x ** 2 + sp.sin(x) / 10
+    assert select_best(front, "auto", n_rows=10_000, noisy=True)["sympy"] == \
+        x ** 2 + sp.sin(x) / 10
+    assert select_best(front, "auto", noisy=False).equals(select_best(front, "best"))
+    with pytest.raises(ValueError, match="n_rows"):
+        select_best(front, "mdl")
+
+
+def test_front_prefers_the_snapped_constant_the_noise_cannot_tell_apart():
+    x = sp.Symbol("x")
+    X, y, _, _ = _noisy(lambda X: np.exp(-X[:, 0] ** 2 / 2), [0], [3], 0.01)
+    fitted = np.polyfit(X[:, 0] ** 2, np.log(np.clip(y, 1e-3, None)), 1)[0]
+    assert abs(fitted + 0.5) > 1e-5  # the noise moved the free constant
+    front = formula_front([sp.exp(sp.Float(fitted) * x ** 2), sp.exp(-x ** 2 / 2)], [x], X, y)
+    assert front["sympy"].tolist() == [sp.exp(-x ** 2 / 2)]
+
+
+def test_estimator_reports_noise_and_noise_free_data():
+    X, y, _, std = _noisy(lambda X: X[:, 0] * X[:, 1], [1, 1], [2, 3], 0.05, n=400)
+    model = KANSR(max_time=20).fit(X, y)
+    assert model.noisy_ and 0.5 * std < model.noise_ < 2 * std
+    clean = X[:, 0] * X[:, 1]
+    model = KANSR(max_time=20).fit(X, clean)
+    assert not model.noisy_ and model.noise_ < 1e-6 * np.std(clean)
+
+
+LAWS_AT_ONE_PERCENT = [
+    ("coulomb", "q/(4*pi*epsilon*r**2)", ["q", "epsilon", "r"], [1, 1, 1], [5, 5, 5]),
+    ("kinetic", "m*v**2/2", ["m", "v"], [1, 1], [5, 5]),
+    ("gaussian", "exp(-theta**2/2)/sqrt(2*pi)", ["theta"], [1], [3]),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,law,names,lows,highs", LAWS_AT_ONE_PERCENT,
+                         ids=[c[0] for c in LAWS_AT_ONE_PERCENT])
+def test_law_found_exactly_from_data_with_one_percent_noise(name, law, names, lows, highs):
+    syms = sp.symbols(names)
+    truth = sp.sympify(law, locals={n: s for n, s in zip(names, syms)})
+    f = sp.lambdify(syms, truth, "numpy")
+    X, y, _, std = _noisy(lambda X: f(*X.T), lows, highs, 0.01, n=10_000)
+    model = KANSR(max_time=60).fit(X, y, variable_names=names)
+    assert model.noisy_ and 0.5 * std < model.noise_ < 2 * std
+    assert symbolic_equivalent(model.sympy(), truth, positive=True), model.sympy()
