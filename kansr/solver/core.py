@@ -25,7 +25,7 @@ from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
 from .formulas import NEAR_EXACT_REL_MSE, SymbolicSettings, direct_formulas, formula_front, \
     near_exact, network_formulas, one_variable_formulas
-from .noise import at_noise_floor, estimate_noise, noise_floor, relative_noise
+from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
 from .recursion import MAX_DEPTH, separated_formulas
 from .scaling import Scaling
 from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
@@ -200,7 +200,9 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     X, y, symbols = problem.X, problem.y, problem.symbols
     scaling = Scaling.fit(X, y)
     rng = np.random.default_rng(seed)
-    noise_rel = relative_noise(estimate_noise(X, y, seed), y)
+    # one input: curvature between neighbours is negligible, average every residual
+    noise_rel = relative_noise(estimate_noise(X, y, seed, keep=1.0 if X.shape[1] == 1
+                                              else KEEP), y)
     exprs: list[sympy.Expr] = []
     if np.ptp(y) == 0:  # a part of a split can be constant
         return SolveResult(formula_front([sympy.Float(float(y[0]))], symbols, X, y), [],

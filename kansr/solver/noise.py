@@ -4,9 +4,12 @@ Each of (up to) `MAX_QUERIES` rows is predicted by a least-squares fit through i
 nearest neighbours (itself left out), in the network's input units: a plane plus one square
 term per input (cross terms would need far more neighbours in 9 dimensions). A smooth law is
 locally such a surface, so the leave-one-out residual r has E[r^2] = sigma^2 (1 + h) + bias^2, where h is
-the query's leverage under the neighbours' fit; sigma^2 is the median of r^2 / (1 + h)
-divided by the median of a chi-square with one degree of freedom (robust to the few rows
-where curvature dominates). The curvature bias makes this an upper bound on noise-free
+the query's leverage under the neighbours' fit; sigma^2 is the mean of r^2 / (1 + h) over
+all but the largest quarter (where curvature dominates), corrected for that trim as for a
+chi-square with one degree of freedom. With one input, where curvature between neighbours
+is negligible, the solver averages all residuals: where the noise varies from row to row
+(a pi group y / x of noisy y) what a law's MSE reaches is the mean variance, which a
+trimmed mean underestimates. The curvature bias makes this an upper bound on noise-free
 data: `noise_floor` therefore takes the smaller of it and the trained networks' validation
 error, which is the other upper bound.
 
@@ -17,12 +20,19 @@ an optional smoothing for very noisy tables.
 from __future__ import annotations
 
 import numpy as np
+from scipy import stats
 from sklearn.neighbors import NearestNeighbors
 
 #: Rows whose residuals estimate the noise (the estimate's relative error is ~sqrt(2/n)).
 MAX_QUERIES = 4000
-#: Median of the chi-square distribution with one degree of freedom.
-_CHI2_1_MEDIAN = 0.454936423119572
+#: Share of the residuals averaged (the largest, where curvature dominates, are dropped).
+KEEP = 0.75
+
+
+def _trimmed_chi2_mean(keep: float) -> float:
+    """Mean of a chi-square with one degree of freedom below its `keep` quantile c:
+    P(chi2_3 < c) / keep (the trimmed mean's correction factor)."""
+    return float(stats.chi2.cdf(stats.chi2.ppf(keep, 1), 3) / keep) if keep < 1 else 1.0
 #: Relative noise variance below which the data count as noise-free: float64 round-off of
 #: the formulas in the Feynman table, and far below the 1e-6 of gamma = 0.001.
 NOISE_FREE_REL = 1e-9
@@ -67,11 +77,14 @@ def _unit_inputs(X: np.ndarray) -> np.ndarray:
     return (X - (lo / 2 + hi / 2)) / span
 
 
-def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0, keep: float = KEEP) -> float:
     """Standard deviation of the noise in y (y's units), from local-fit residuals.
 
     X (N, d), y (N,). An upper bound on noise-free data (curvature); 0.0 with too few rows
-    to tell (fewer than three more than twice a local fit's parameters).
+    to tell (fewer than three more than twice a local fit's parameters). `keep` < 1 drops
+    the largest residuals (robust to curvature); 1.0 averages all (unbiased where the noise
+    varies from row to row and the law is nearly flat between neighbours, as with one
+    input).
     """
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -83,7 +96,8 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
     queries = rng.permutation(n)[:MAX_QUERIES]
     pred, lev = _local_fits(_unit_inputs(X), y / peak, queries, include_self=False)
     r2 = (y[queries] / peak - pred) ** 2 / (1.0 + lev)
-    return float(np.sqrt(np.median(r2) / _CHI2_1_MEDIAN)) * peak
+    kept = np.sort(r2)[: max(int(keep * len(r2)), 1)]
+    return float(np.sqrt(np.mean(kept) / _trimmed_chi2_mean(keep))) * peak
 
 
 def relative_noise(noise_std: float, y: np.ndarray) -> float:
