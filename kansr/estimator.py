@@ -53,7 +53,8 @@ class KANSR(RegressorMixin, BaseEstimator):
         None tries a few shapes: additive f(sum g_i(x_i)) and separable product
         prod g_i(x_i) (in the order two linear probes of the data favour), then a mixed
         sum/product layer that is sparsified and pruned. A shape that fits to 1e-7
-        (relative) ends the search. Grids are coarsened for tables too small for them.
+        (relative), or to the noise on noisy data, ends the search. Grids are coarsened
+        for tables too small for them.
     grid, k : coarse grid intervals and spline order. refine : finer grids to continue on.
     steps : LBFGS steps per training phase. lamb : sparsity weight while sparsifying.
     library : None (default library), a TOML path or a `kansr.match.Library`.

@@ -2,11 +2,11 @@
 
 Each of (up to) `MAX_QUERIES` rows is predicted by a least-squares fit through its `k`
 nearest neighbours (itself left out), in the network's input units: a plane plus one square
-term per input (cross terms would need far more neighbours in 9 dimensions). A smooth law is
-locally such a surface, so the leave-one-out residual r has E[r^2] = sigma^2 (1 + h) + bias^2, where h is
-the query's leverage under the neighbours' fit; sigma^2 is the mean of r^2 / (1 + h) over
-all but the largest quarter (where curvature dominates), corrected for that trim as for a
-chi-square with one degree of freedom. With one input, where curvature between neighbours
+term per input (cross terms would need far more neighbours in 9 dimensions). A smooth law
+is locally such a surface, so the leave-one-out residual r has E[r^2] = sigma^2 (1 + h) +
+bias^2, where h is the query's leverage under the neighbours' fit; sigma^2 is the mean of
+r^2 / (1 + h) over all but the largest quarter (where curvature dominates), corrected for
+that trim as for a chi-square with one degree of freedom. With one input, where curvature between neighbours
 is negligible, the solver averages all residuals: where the noise varies from row to row
 (a pi group y / x of noisy y) what a law's MSE reaches is the mean variance, which a
 trimmed mean underestimates. The curvature bias makes this an upper bound on noise-free
