@@ -208,13 +208,13 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         return SolveResult(formula_front([sympy.Float(float(y[0]))], symbols, X, y), [],
                            scaling)
     if X.shape[1] == 1 and opts.width is None:
-        try:  # the rows themselves are the one edge: matched directly, often exactly
-            exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
-                                           opts.symbolic, budget)
-        except SearchInterrupted:
-            budget.interrupt()
         # with one input the local fits are nearly unbiased: their estimate is the floor
         floor = noise_floor(noise_rel)
+        try:  # the rows themselves are the one edge: matched directly, often exactly
+            exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
+                                           opts.symbolic, budget, exact_tol(floor))
+        except SearchInterrupted:
+            budget.interrupt()
         if near_exact(exprs, symbols, X, y, exact_tol(floor)):
             log.info("one-variable law matched directly: no network trained")
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,

@@ -16,7 +16,8 @@ import sympy
 import torch
 
 from ..compose.choose import alternatives, annotate_graph, swap_edge, symbolize
-from ..compose.constants import (clean_expression, constant_price, gather_constants, pareto_front,
+from ..compose.constants import (clean_expression, constant_price, expression_complexity,
+                                 gather_constants, pareto_front,
                                  polish_expression, refit_constants, refit_deadline)
 from ..compose.formula import graph_to_sympy
 from ..expr import evaluate
@@ -137,11 +138,14 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
 DIRECT_ROWS = 2000
 #: Library options of a one-variable problem refitted as whole formulas (cheap: one variable).
 DIRECT_TOP_K = 5
+#: ... of which those within this factor of the best refitted MSE are also snapped.
+POLISH_WORTH_RATIO = 2.0
 
 
 def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                           scaling: Scaling, library: Library, settings: SymbolicSettings,
-                          budget: Budget) -> list[sympy.Expr]:
+                          budget: Budget, exact_tol: float = NEAR_EXACT_REL_MSE
+                          ) -> list[sympy.Expr]:
     """A one-variable problem is its own edge: the rows (x, y) are matched against the
     library and its compositions directly, with no network in between (a spline would only
     blur them), then refitted and snapped on all rows. X (N, 1), y (N,) in user units."""
@@ -156,43 +160,59 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
     options = edge_options(xs, ys, library, None, top_k=max(settings.top_k, DIRECT_TOP_K),
                            x_map=scaling.input_maps([0])[0], err_floor=NEAR_EXACT_REL_MSE)
     x_expr = scaling.input_exprs(symbols, [0])[0]
-    exprs = []
+    raws: list[tuple[float, sympy.Expr]] = []
     polish_deadline = budget.polish_deadline()
     with refit_deadline(polish_deadline):
         for opt in options:
             expr = scaling.output_expr(opt.formula().xreplace({EDGE_VAR: x_expr}))
             try:
-                raw, _ = refit_constants(expr, symbols, X, y)
+                raw, mse = refit_constants(expr, symbols, X, y)
             except Exception as exc:  # noqa: BLE001 - one option failing must not lose the rest
                 log.debug("refitting %s failed: %s", expr, exc)
                 continue
-            exprs.append(raw)
-            if not budget.expired(SYMBOLIC_SHARE):
-                exprs.append(polish_expression(raw, symbols, X, y, deadline=polish_deadline)[0])
-            # no early stop at the first exact option: a look-alike (sin of a tiny argument
-            # for a line) can be exact to round-off too; the front keeps the simplest
+            raws.append((mse, raw))
+        # Snapping costs a refit per tried value (many on noisy data, where no constant sits
+        # on its simple value to round-off): only options about as good as the best are
+        # worth it, best first by the front's own loss, until one is exact (to `exact_tol`).
+        # Round-off ties go to the simpler: a sine of a tiny argument mimics a line to 1e-21.
+        tie = NEAR_EXACT_REL_MSE * float(np.var(y))
+        best = min((m for m, _ in raws), default=math.inf)
+        exprs = [raw for _, raw in raws]
+        worth = [(charged_loss(max(mse, tie), raw, len(y)), expression_complexity(raw), k)
+                 for k, (mse, raw) in enumerate(raws) if mse <= POLISH_WORTH_RATIO * best + tie]
+        for _, _, k in sorted(worth):
+            if budget.expired(SYMBOLIC_SHARE):
+                break
+            exprs.append(polish_expression(raws[k][1], symbols, X, y,
+                                           deadline=polish_deadline)[0])
+            if near_exact(exprs[-1:], symbols, X, y, exact_tol):
+                break
     return exprs
+
+
+def charged_loss(mse: float, expr: sympy.Expr, n_rows: int) -> float:
+    """MSE times `constant_price(n_rows)` per fitted (Float) constant of `expr`."""
+    n_free = sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
+    return mse * constant_price(n_rows) ** n_free
 
 
 def formula_front(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
                   y: np.ndarray) -> pd.DataFrame:
     """Pareto front of whole formulas, by complexity and a loss charged for free constants.
 
-    loss = max(MSE, round-off floor) * constant_price(N) ** k for k fitted (Float) constants
-    on N rows:
-    errors below float64 round-off of y count as equal (exact), so a snapped law is not
-    beaten by a longer one that is 1e-33 better; and at equal complexity a formula with a
-    snapped constant beats its unsnapped twin unless the data can tell them apart (on noisy
-    data the free constant always fits the noise a little better). The same price as the
-    snapping rule (`kansr.compose.constants`).
+    loss = `charged_loss` of max(MSE, round-off floor) on the N rows: errors below float64
+    round-off of y count as equal (exact), so a snapped law is not beaten by a longer one
+    that is 1e-33 better; and at equal complexity a formula with a snapped constant beats
+    its unsnapped twin unless the data can tell them apart (on noisy data the free constant
+    always fits the noise a little better). The same price as the snapping rule
+    (`kansr.compose.constants`).
     """
     floor = EXACT_REL_MSE * float(np.var(y))
     cands = []
     for expr in exprs:
         pred = evaluate(expr, symbols, X)
         mse = float(np.mean((pred - y) ** 2)) if np.all(np.isfinite(pred)) else math.inf
-        n_free = sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
-        cands.append((expr, max(mse, floor) * constant_price(len(y)) ** n_free))
+        cands.append((expr, charged_loss(max(mse, floor), expr, len(y))))
     return pareto_front(cands, y=y)
 
 
