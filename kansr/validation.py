@@ -15,6 +15,8 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
+from .match.library import Library
+
 #: Rows below which no network can be trained meaningfully.
 MIN_ROWS = 5
 #: Columns (and targets) whose largest magnitude lies outside [1/MAGNITUDE, MAGNITUDE] are
@@ -62,7 +64,7 @@ def check_params(p: dict[str, Any]) -> None:
     need(isinstance(p["verbose"], (bool, np.bool_)), "verbose", "expected True or False")
     need(isinstance(p["denoise"], (bool, np.bool_)), "denoise", "expected True or False")
     lib = p["library"]
-    need(lib is None or isinstance(lib, (str, Path)) or hasattr(lib, "primitives"), "library",
+    need(lib is None or isinstance(lib, (str, Path, Library)), "library",
          "expected None, a TOML path or a kansr.match.Library")
     if isinstance(lib, (str, Path)) and not Path(lib).is_file():
         raise FileNotFoundError(f"KANSR parameter library={str(lib)!r}: no such file")

@@ -116,7 +116,16 @@ BAD_PARAMS = [
     (dict(lamb=-1.0), ValueError, "lamb=-1.0 is invalid"),
     (dict(random_state="seed"), ValueError, "cannot be used to seed"),
     (dict(library="/no/such/library.toml"), FileNotFoundError, "no such file"),
+    (dict(library=3), ValueError, "library=3 is invalid"),
+    (dict(denoise="yes"), ValueError, "denoise='yes' is invalid"),
 ]
+
+
+def test_a_library_object_is_a_valid_parameter():
+    from kansr.match.library import Library
+    from kansr.validation import check_params
+
+    check_params(KANSR(library=Library.default().subset(["x", "sin"])).get_params())
 
 
 @pytest.mark.parametrize("params, exc, words", BAD_PARAMS, ids=[str(p[0]) for p in BAD_PARAMS])
