@@ -319,6 +319,9 @@ def test_report_writes_markdown_and_png(tmp_path: Path) -> None:
     assert "| m1 | 0 | 2 | 3 |" in text  # 2 equations, 3 tasks at noise 0
     assert "| 25.0 |" in text  # m1 exact: (50% + 0%) / 2
     assert "I.15.1" in text and "AI Feynman" in text and "55.8" in text
+    # per noise level, ours beside the anchors: m1 at 0.1 solved nothing exactly
+    assert "| m1 (this run) | 25.0 | - | - | 0.0 |" in text
+    assert "| PhySO (units) (published) | 58.4 | 58.4 | 57.9 | 53.4 |" in text
     assert (tmp_path / "rates.png").stat().st_size > 1000
 
 

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 PUBLISHED_EXACT_NOISE0: dict[str, float] = {
     "AI Feynman": 55.8, "AFP_FE": 27.0, "GP-GOMEA": 26.8, "Operon": 16.6, "gplearn": 16.3,
 }
+#: Published exact rates (%) on Feynman by noise level gamma: PhySO (uses units; Tenachi et
+#: al. 2023) and SRBench 2021's curves (La Cava et al. 2021; "~" values read off its figure),
+#: as quoted in this project's noise issue. None: not published.
+PUBLISHED_EXACT_BY_NOISE: dict[str, dict[float, float | None]] = {
+    "PhySO (units)": {0.0: 58.4, 0.001: 58.4, 0.01: 57.9, 0.1: 53.4},
+    "AI Feynman": {0.0: 55.8, 0.001: 33.0, 0.01: 13.0, 0.1: 1.0},
+    "AFP_FE": {0.0: 27.0, 0.001: 22.0, 0.01: 21.0, 0.1: 13.0},
+    "Operon": {0.0: 16.6, 0.001: 13.0, 0.01: 2.0, 0.1: 0.0},
+}
 #: Columns of the SRBench tsv shown in the per-equation table (tsv column -> label).
 SRBENCH_COLUMNS: dict[str, str] = {
     "AIFeynman_sym_pct": "AI Feynman", "AFP_FE_sym_pct": "AFP_FE",
@@ -138,6 +147,24 @@ def per_equation_section(records: Sequence[dict], srbench: dict[str, dict[str, f
     return _markdown_table(header, body)
 
 
+def noise_anchor_section(rows: Sequence[dict]) -> list[str]:
+    """Markdown: our exact % per noise level beside the published anchors."""
+    noises = sorted({0.0, 0.001, 0.01, 0.1} | {float(r["noise"]) for r in rows})
+    ours: dict[str, dict[float, float]] = defaultdict(dict)
+    for r in rows:
+        ours[r["method"]][float(r["noise"])] = r["exact"]
+    cell = lambda v: "-" if v is None or v != v else f"{v:.1f}"  # noqa: E731
+    lines = ["| method | " + " | ".join(f"noise {g:g}" for g in noises) + " |",
+             "|---|" + "---|" * len(noises)]
+    for method, by_noise in sorted(ours.items()):
+        lines.append(f"| {method} (this run) | "
+                     + " | ".join(cell(by_noise.get(g)) for g in noises) + " |")
+    for method, by_noise in PUBLISHED_EXACT_BY_NOISE.items():
+        lines.append(f"| {method} (published) | "
+                     + " | ".join(cell(by_noise.get(g)) for g in noises) + " |")
+    return lines
+
+
 def write_report(directory: str | Path, *, srbench_tsv: str | Path | None = None,
                  plot: bool = True) -> Path:
     """Write ``report.md`` (and ``rates.png`` when ``plot``) into ``directory``."""
@@ -160,6 +187,10 @@ def write_report(directory: str | Path, *, srbench_tsv: str | Path | None = None
              "ground-truth set: " + ", ".join(f"{k} {v:.1f}%" for k, v in
                                               PUBLISHED_EXACT_NOISE0.items()) + ".", "",
              *srbench_same_set(records, srbench), "",
+             "## Exact % by noise level beside published anchors", "",
+             "PhySO is told the units (compare with `kansr-units`); SRBench 2021's methods "
+             "are not. Published values marked '~' in the sources are read off figures.", "",
+             *noise_anchor_section(rows), "",
              "## Per equation (noise 0)", "",
              "Ours: exact % over the seeds run (count in brackets). SRBench 2021 columns: % of "
              "its 10 seeds solved exactly at noise 0; '-' = not in SRBench 2021 or NA there.", "",
