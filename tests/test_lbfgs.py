@@ -10,10 +10,8 @@ def _rosenbrock(x: torch.Tensor) -> torch.Tensor:
     return (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
 
 
-def _minimise(cls, start: torch.Tensor, steps: int, **kw) -> tuple[torch.Tensor, int]:
-    x = torch.nn.Parameter(start.clone())
-    kw = {"history_size": 10, **kw}
-    opt = cls([x], lr=1.0, tolerance_grad=1e-32, tolerance_change=1e-32, **kw)
+def _counted_closure(opt, x: torch.Tensor) -> tuple:
+    """A Rosenbrock closure for `opt` and its call counter (a one-item list)."""
     evals = [0]
 
     def closure():
@@ -23,6 +21,14 @@ def _minimise(cls, start: torch.Tensor, steps: int, **kw) -> tuple[torch.Tensor,
         loss.backward()
         return loss
 
+    return closure, evals
+
+
+def _minimise(cls, start: torch.Tensor, steps: int, **kw) -> tuple[torch.Tensor, int]:
+    x = torch.nn.Parameter(start.clone())
+    kw = {"history_size": 10, **kw}
+    opt = cls([x], lr=1.0, tolerance_grad=1e-32, tolerance_change=1e-32, **kw)
+    closure, evals = _counted_closure(opt, x)
     for _ in range(steps):
         opt.step(closure)
     return x.detach(), evals[0]
@@ -46,15 +52,7 @@ def _one_step(cls, lr: float, **kw) -> tuple[int, int]:
     if cls is torch.optim.LBFGS:
         kw["line_search_fn"] = "strong_wolfe"
     opt = cls([x], lr=lr, tolerance_grad=1e-32, tolerance_change=1e-32, history_size=10, **kw)
-    evals = [0]
-
-    def closure():
-        evals[0] += 1
-        opt.zero_grad()
-        loss = _rosenbrock(x)
-        loss.backward()
-        return loss
-
+    closure, evals = _counted_closure(opt, x)
     opt.step(closure)
     state = opt._lbfgs if cls is LBFGS else opt.state[opt._params[0]]
     return evals[0], state["n_iter"]
