@@ -26,9 +26,21 @@ def real_values(out: object, n: int) -> np.ndarray:
 
 
 def evaluate(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray) -> np.ndarray:
-    """The formula on X (N, len(symbols)) -> (N,) float64 (NaN where it is undefined)."""
+    """The formula on X (N, len(symbols)) -> (N,) float64 (NaN where it is undefined).
+
+    The formula's symbols are matched to `symbols` by name and renamed before lambdify, so
+    names sympy or numpy use themselves (I, E, gamma, lambda) are safe. A symbol not in
+    `symbols` is a ValueError.
+    """
     X = np.asarray(X, dtype=np.float64)
-    fn = sympy.lambdify(list(symbols), expr, modules="numpy")
+    expr = sympy.sympify(expr)
+    safe = [sympy.Symbol(f"_kansr_x{i}") for i in range(len(symbols))]
+    by_name = {s.name: t for s, t in zip(symbols, safe)}
+    unknown = sorted(s.name for s in expr.free_symbols if s.name not in by_name)
+    if unknown:
+        raise ValueError(f"expression uses unknown symbols {unknown}")
+    renamed = expr.xreplace({s: by_name[s.name] for s in expr.free_symbols})
+    fn = sympy.lambdify(safe, renamed, modules="numpy")
     with np.errstate(all="ignore"):
         out = fn(*X.T)
     return real_values(out, len(X))

@@ -36,6 +36,8 @@ from typing import TypeVar
 import numpy as np
 import sympy as sp
 
+from kansr.expr import evaluate  # the one formula evaluator (re-exported for callers)
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -252,30 +254,6 @@ def uniform_sampler(ranges: Sequence[tuple[float, float]]) -> Sampler:
         return rng.uniform(lows, highs, size=(n, len(lows)))
 
     return sample
-
-
-def evaluate(expr: sp.Expr, symbols: Sequence[sp.Symbol], X: np.ndarray) -> np.ndarray:
-    """Evaluate ``expr`` on the columns of ``X`` (column i = ``symbols[i]``), as float64.
-
-    Symbols are renamed before ``lambdify`` so names like ``I``, ``gamma`` or ``lambda`` are
-    safe. Complex or invalid values come back as NaN.
-    """
-    safe = [sp.Symbol(f"_kansr_x{i}") for i in range(len(symbols))]
-    by_name = {s.name: t for s, t in zip(symbols, safe)}
-    renamed = sp.sympify(expr).xreplace(
-        {s: by_name[s.name] for s in sp.sympify(expr).free_symbols if s.name in by_name}
-    )
-    extra = renamed.free_symbols - set(safe)
-    if extra:
-        raise ValueError(f"expression uses unknown symbols {sorted(map(str, extra))}")
-    fn = sp.lambdify(safe, renamed, modules="numpy")
-    X = np.asarray(X, dtype=float)
-    with np.errstate(all="ignore"):
-        values = np.asarray(fn(*[X[:, i] for i in range(X.shape[1])]))
-    if np.iscomplexobj(values):
-        values = np.where(np.abs(values.imag) > 1e-12, np.nan, values.real)
-    values = np.asarray(values, dtype=float)
-    return np.broadcast_to(values, (X.shape[0],)).copy()
 
 
 def numeric_equivalent(

@@ -16,6 +16,8 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 import sympy
 
+from kansr.expr import evaluate
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -142,18 +144,8 @@ def score_expression(
     non-finite value on any sample. ``r2`` is ``1 - SSE/SST``; for a
     constant ``y`` (SST = 0) it is 1.0 on a perfect fit and -inf otherwise.
     """
-    if not set(expr.free_symbols) <= set(symbols):
-        return None
     try:
-        fn = sympy.lambdify(list(symbols), expr, modules="numpy")
-        with np.errstate(all="ignore"):
-            pred = fn(*(X[:, j] for j in range(X.shape[1])))
-            pred = np.broadcast_to(np.asarray(pred), y.shape)
-            if np.iscomplexobj(pred):
-                if np.any(np.abs(pred.imag) > 0):
-                    return None
-                pred = pred.real
-            pred = pred.astype(np.float64)
+        pred = evaluate(expr, symbols, X)
     except (TypeError, ValueError, ZeroDivisionError, OverflowError, NameError) as exc:
         logger.debug("cannot evaluate %s: %s", expr, exc)
         return None
