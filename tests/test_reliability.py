@@ -15,6 +15,7 @@ import warnings
 import joblib
 import numpy as np
 import pandas as pd
+import sympy
 import pytest
 import sympy as sp
 import torch
@@ -407,3 +408,21 @@ def test_relativistic_mass_with_units_is_found_exactly():
     assert check(model.sympy(), truth, [m0, v, c], [(1, 5), (1, 2), (3, 10)]).recovered, \
         model.sympy()
     np.testing.assert_allclose(model.predict(X), y, rtol=1e-10)
+
+
+# ------------------------------------------------------------ formulas valid between the rows
+def test_formula_undefined_between_the_rows_is_dropped_from_the_front():
+    """A root whose argument turns negative in a gap between two rows fits those rows
+    exactly, yet predicts NaN on new data there: it must not reach the front."""
+    from kansr.solver.formulas import formula_front
+
+    x = sympy.Symbol("x")
+    X = np.sort(np.random.default_rng(0).uniform(0, 2, (60, 1)), axis=0)
+    gap = int(np.argmax(np.diff(X[:, 0])))
+    mid, width = X[gap:gap + 2, 0].mean(), np.diff(X[:, 0])[gap] / 4
+    trap = sympy.sqrt((x - mid) ** 2 - width ** 2)
+    y = np.sqrt((X[:, 0] - mid) ** 2 - width ** 2)
+    assert np.all(np.isfinite(y))  # every row is fine ...
+    front = formula_front([trap, sympy.Abs(x - mid), x], [x], X, y)
+    assert trap not in set(front["sympy"])  # ... but not the points between them
+    assert sympy.Abs(x - mid) in set(front["sympy"])

@@ -196,6 +196,33 @@ def charged_loss(mse: float, expr: sympy.Expr, n_rows: int) -> float:
     return mse * constant_price(n_rows) ** n_free
 
 
+#: Points between neighbouring rows on which every candidate must be finite.
+PROBE_POINTS = 1000
+#: ... each on the segment from a row to one of this many nearest neighbours.
+PROBE_NEIGHBOURS = 10
+
+
+def between_samples(X: np.ndarray, n: int = PROBE_POINTS, seed: int = 0) -> np.ndarray:
+    """(n, d) fresh points on segments between rows of X and their near neighbours: where
+    a log or root fitted to the rows may leave its domain unseen. Neighbours rather than the
+    bounding box, so the points stay where the data are (v < c in every row need not hold
+    in the box)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    X = np.asarray(X, dtype=float)
+    if len(X) < 2:
+        return X.copy()
+    rng = np.random.default_rng(seed)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    unit = (X - lo) / np.where(hi > lo, hi - lo, 1.0)  # neighbours by shape, not by units
+    k = min(PROBE_NEIGHBOURS, len(X) - 1)
+    _, idx = NearestNeighbors(n_neighbors=k + 1).fit(unit).kneighbors(
+        unit[rows := rng.integers(0, len(X), n)])
+    partner = idx[np.arange(n), rng.integers(1, k + 1, n)]
+    t = rng.uniform(0.0, 1.0, (n, 1))
+    return X[rows] + t * (X[partner] - X[rows])
+
+
 def formula_front(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
                   y: np.ndarray) -> pd.DataFrame:
     """Pareto front of whole formulas, by complexity and a loss charged for free constants.
@@ -205,13 +232,20 @@ def formula_front(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], 
     that is 1e-33 better; and at equal complexity a formula with a snapped constant beats
     its unsnapped twin unless the data can tell them apart (on noisy data the free constant
     always fits the noise a little better). The same price as the snapping rule
-    (`kansr.compose.constants`).
+    (`kansr.compose.constants`). A formula that is not finite on points between the rows
+    (`between_samples`) is dropped: its predictions on new data would be undefined.
     """
     floor = EXACT_REL_MSE * float(np.var(y))
+    probe = between_samples(X)
     cands = []
     for expr in exprs:
         pred = evaluate(expr, symbols, X)
-        mse = float(np.mean((pred - y) ** 2)) if np.all(np.isfinite(pred)) else math.inf
+        if not np.all(np.isfinite(pred)):
+            continue
+        if not np.all(np.isfinite(evaluate(expr, symbols, probe))):
+            log.info("dropped (not finite between the rows): %s", expr)
+            continue
+        mse = float(np.mean((pred - y) ** 2))
         cands.append((expr, charged_loss(max(mse, floor), expr, len(y))))
     return pareto_front(cands, y=y)
 
