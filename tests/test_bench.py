@@ -318,6 +318,8 @@ def test_report_writes_markdown_and_png(tmp_path: Path) -> None:
     text = report.read_text()
     assert "| m1 | 0 | 2 | 3 |" in text  # 2 equations, 3 tasks at noise 0
     assert "| 25.0 |" in text  # m1 exact: (50% + 0%) / 2
+    # accuracy 50%; seconds 1, 2, 1: median 1, p90 1.8; the one exact task took 1 s
+    assert "| 50.0 | 1.0 | 1.8 | 1.0 | 1.0 |" in text
     assert "I.15.1" in text and "AI Feynman" in text and "55.8" in text
     # per noise level, ours beside the anchors: m1 at 0.1 solved nothing exactly
     assert "| m1 (this run) | 25.0 | - | - | 0.0 |" in text

@@ -60,14 +60,26 @@ def rate(records: Sequence[dict], flag: str) -> float:
     return 100.0 * statistics.fmean(statistics.fmean(v) for v in per_equation.values())
 
 
+def _quantile(values: Sequence[float], q: float) -> float:
+    """The q-quantile (linear interpolation), NaN for no values."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return float(values[0])
+    return float(statistics.quantiles(values, n=100, method="inclusive")[round(q * 100) - 1]) \
+        if 0 < q < 1 else float(min(values) if q == 0 else max(values))
+
+
 def summarize(records: Sequence[dict]) -> list[dict]:
-    """One row per (method, noise): counts, exact %, accuracy %, median seconds."""
+    """One row per (method, noise): counts, exact %, accuracy %, median and 90th percentile
+    seconds, over all tasks and over the exact ones."""
     groups: dict[tuple[str, float], list[dict]] = defaultdict(list)
     for record in records:
         groups[(record["method"], float(record["noise"]))].append(record)
     rows = []
     for (method, noise), group in sorted(groups.items()):
         seconds = [r["seconds"] for r in group if r.get("seconds") is not None]
+        exact_s = [r["seconds"] for r in group if r.get("exact") and r.get("seconds") is not None]
         rows.append({
             "method": method, "noise": noise, "tasks": len(group),
             "equations": len({r["equation"] for r in group}),
@@ -75,7 +87,9 @@ def summarize(records: Sequence[dict]) -> list[dict]:
             "timeouts": sum(1 for r in group if r.get("status") == "timeout"),
             "exact": rate(group, "exact"), "sympy_only": rate(group, "symbolic"),
             "accuracy": rate(group, "accuracy"),
-            "median_seconds": statistics.median(seconds) if seconds else float("nan"),
+            "median_seconds": _quantile(seconds, 0.5), "p90_seconds": _quantile(seconds, 0.9),
+            "exact_median_seconds": _quantile(exact_s, 0.5),
+            "exact_p90_seconds": _quantile(exact_s, 0.9),
         })
     return rows
 
@@ -105,10 +119,12 @@ def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> lis
 def summary_section(rows: Sequence[dict]) -> list[str]:
     """Markdown: rates per method and noise level."""
     header = ["method", "noise", "equations", "tasks", "failed", "timeouts", "exact %",
-              "sympy-only %", "accuracy %", "median s"]
+              "sympy-only %", "accuracy %", "median s", "p90 s", "exact: median s",
+              "exact: p90 s"]
     body = [[r["method"], f"{r['noise']:g}", str(r["equations"]), str(r["tasks"]),
              str(r["failed"]), str(r["timeouts"]), _fmt(r["exact"]), _fmt(r["sympy_only"]),
-             _fmt(r["accuracy"]), _fmt(r["median_seconds"])] for r in rows]
+             _fmt(r["accuracy"]), _fmt(r["median_seconds"]), _fmt(r["p90_seconds"]),
+             _fmt(r["exact_median_seconds"]), _fmt(r["exact_p90_seconds"])] for r in rows]
     return _markdown_table(header, body)
 
 
@@ -180,7 +196,9 @@ def write_report(directory: str | Path, *, srbench_tsv: str | Path | None = None
              "Rates are SRBench 2021 style: mean over seeds per equation, then mean over "
              "equations. *exact* = test R^2 > 0.5 and the SRBench sympy rule and the numeric "
              "refit agree; *sympy-only* = the SRBench sympy rule alone (what SRBench "
-             "reported); *accuracy* = test R^2 > 0.999. *median s* is the method's fit time.",
+             "reported); *accuracy* = test R^2 > 0.999. *median s* and *p90 s* are the "
+             "median and 90th percentile of the method's fit time, over all tasks and over "
+             "the exact ones.",
              "", "## Rates by method and noise level", "", *summary_section(rows), "",
              "## Published anchors", "",
              "SRBench 2021 (La Cava et al. 2021) exact rates at noise 0, over its whole "
