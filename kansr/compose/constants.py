@@ -65,14 +65,7 @@ import pandas as pd
 import sympy as sp
 from scipy.optimize import least_squares
 
-try:  # shared helper (kansr.fallback.base); same definition as the fallback below
-    from kansr.fallback.base import expr_complexity as expression_complexity
-except ImportError:  # pragma: no cover - only if the fallback package is absent
-
-    def expression_complexity(expr: sp.Basic) -> int:
-        """Number of nodes of the sympy tree (each symbol, number, operation is 1)."""
-        return sum(1 for _ in sp.preorder_traversal(expr))
-
+from kansr.fallback.base import expr_complexity as expression_complexity  # the one measure
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,8 @@ Engines: :class:`OperonEngine` (pyoperon, in process) and :class:`PySREngine`
 (PySR/Julia, in a subprocess). Use :func:`get_engine` to pick one.
 """
 
-from .base import Candidate, FallbackEngine, expr_complexity, get_engine, pareto_front
+from .base import Candidate, FallbackEngine, expr_complexity, pareto_front
+from .engines import get_engine
 from .operon import OperonEngine
 from .pysr import PySREngine, find_julia, julia_available, pysr_installed
 
