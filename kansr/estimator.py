@@ -92,7 +92,8 @@ class KANSR(RegressorMixin, BaseEstimator):
     last_resort_ : None, or why the front holds formulas fitted to the data directly.
     reduction_ : the dimensional reduction (pi groups, prefactor) when units were given.
     decomposition_ : how a structure test split the problem (`kansr.solver.recursion.Split`:
-    the test, the parts' variables and their own splits), or None.
+    the test, the parts' variables and their own splits), or None.  transform_ : the output
+    transform whose problem was also solved (e.g. "1/y" for a harmonic sum), or None.
     noise_ : estimated standard deviation of the noise in y (y's units): the smaller of a
     local-fit estimate (`kansr.solver.noise`) and the RMS error of the most accurate formula
     (both upper bounds).  noisy_ : whether the search treated the data as noisy (its
@@ -182,6 +183,7 @@ class KANSR(RegressorMixin, BaseEstimator):
         self.magnitudes_ = found.magnitudes
         self.graph_ = result.graph
         self.decomposition_ = result.decomposition
+        self.transform_ = result.transform
         self.architectures_ = result.architectures()
         self.last_resort_ = result.last_resort
         self.interrupted_ = result.interrupted

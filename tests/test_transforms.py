@@ -85,3 +85,27 @@ def test_probe_subsamples_large_data_and_checks_shapes():
     assert str(ranked[0].transform) == "log(y)"
     with pytest.raises(ValueError, match="X must be"):
         probe_transforms(Xbig, Xbig[:10, 0])
+
+
+# --------------------------------------------------------------- the search uses them
+def test_search_skips_transforms_when_y_is_already_additive(monkeypatch):
+    """No transform makes a + b^2 ten times more additive: no sub-problem is solved."""
+    from kansr.solver import core
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("a transformed sub-problem was solved")
+
+    monkeypatch.setattr(core, "solve", no_solve)
+    problem = core.Problem(X, X[:, 0] + X[:, 1] ** 2, [A, B])
+    assert core._transformed(problem, None, None, 0, 0) == ([], None)
+
+
+@pytest.mark.slow
+def test_harmonic_sum_is_found_exactly_through_the_reciprocal_transform():
+    from kansr import KANSR
+
+    y = 1 / (1 / X[:, 0] + 1 / X[:, 1])
+    model = KANSR(max_time=60).fit(X, y, variable_names=["a", "b"])
+    a, b = sympy.symbols("a b")
+    assert model.transform_ == "1/y"
+    assert sympy.simplify(model.sympy() - a * b / (a + b)) == 0, model.sympy()

@@ -23,8 +23,10 @@ from ..kan import KAN
 from ..kan.init import additive_fit_error, product_fit_error
 from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
+from ..compose.constants import select_best
+from ..structure.transforms import applicable_transforms, probe_transforms
 from .formulas import NEAR_EXACT_REL_MSE, SymbolicSettings, direct_formulas, formula_front, \
-    near_exact, network_formulas, one_variable_formulas
+    near_exact, network_formulas, one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
 from .recursion import MAX_DEPTH, separated_formulas
 from .scaling import Scaling
@@ -78,6 +80,8 @@ class SolveResult:
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)
     decomposition: object | None = None  # recursion.Split where a structure test split it
+    #: the output transform whose sub-problem was solved, e.g. "1/y" (None: none tried)
+    transform: str | None = None
     #: relative MSE the search treated as the noise floor (0.0: the data counted as noise-free)
     noise_floor: float = 0.0
 
@@ -156,6 +160,48 @@ def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budg
     return trained, (Xt, yt)
 
 
+#: An output transform is tried when the probe finds the transformed target this many times
+#: more additive (unexplained variance of an additive fit) than y itself ...
+TRANSFORM_GAIN = 10.0
+#: ... in this share of what is left of the budget.
+TRANSFORM_SHARE = 0.5
+
+
+def _transformed(problem: Problem, opts: SolverOptions, budget: Budget, seed: int,
+                 depth: int) -> tuple[list[sympy.Expr], str | None]:
+    """Formulas found for z = T(y) under the output transform the probe ranks first
+    (`kansr.structure.transforms`), undone exactly and refitted on y, with the transform's
+    name; ([], None) when no transform makes y much more additive. 1/y turns a harmonic
+    sum 1/(1/a + 1/b) into a sum, y^2 a norm sqrt(a^2 + b^2) + c, sqrt(y) a square."""
+    X, y, symbols = problem.X, problem.y, problem.symbols
+    # log y is left out: a product law (what log makes additive) is what the separable
+    # product shape already fits directly, exactly and fast
+    probes = probe_transforms(X, y, [t for t in applicable_transforms(y) if t.name != "log"],
+                              rng=np.random.default_rng(seed))
+    identity = next((p.score for p in probes if p.transform.name == "identity"), math.inf)
+    best = probes[0] if probes else None
+    if best is None or best.transform.name == "identity" \
+            or best.score * TRANSFORM_GAIN > identity:
+        return [], None
+    log.info("output transform %s (additive misfit %.3g, y itself %.3g)", best.transform,
+             best.score, identity)
+    z = best.transform.forward(y)
+    try:
+        sub = solve(Problem(X, z, symbols), opts, budget.slice(TRANSFORM_SHARE), seed,
+                    depth + 1)
+    except SearchInterrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the untransformed search still answers
+        log.warning("output transform %s failed: %s: %s", best.transform,
+                    type(exc).__name__, exc)
+        return [], str(best.transform)
+    if sub.front.empty:
+        return [], str(best.transform)
+    pick = select_best(sub.front, "auto", n_rows=len(z), noisy=sub.noise_floor > 0)["sympy"]
+    return (refit_and_polish(best.transform.inverse(pick), symbols, X, y, budget),
+            str(best.transform))
+
+
 #: Share of what is left that the first network's symbolic stage may use when the recursion
 #: could still run after it (the rest is the recursion's).
 FIRST_SYMBOLIC_SHARE = 0.5
@@ -219,13 +265,31 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             log.info("one-variable law matched directly: no network trained")
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
                                interrupted=budget.interrupted, noise_floor=floor)
+    transform = None
+    if depth == 0 and X.shape[1] >= 2 and opts.width is None:
+        # A transform the cheap probe strongly favours is solved first, in half the budget:
+        # the networks on y itself would spend it fitting a look-alike.
+        try:
+            found, transform = _transformed(problem, opts, budget, seed, depth)
+        except SearchInterrupted:
+            budget.interrupt()
+            found = []
+        exprs += found
+        sub_noisy = noise_floor(noise_rel)
+        if near_exact(found, symbols, X, y) or (
+                sub_noisy and near_exact(found, symbols, X, y, exact_tol(sub_noisy))):
+            log.info("law found under the output transform %s", transform)
+            return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
+                               interrupted=budget.interrupted, noise_floor=sub_noisy,
+                               transform=transform)
     networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng, noise_rel)
     best_val = min((n.val_mse for n in networks), default=math.inf)
     floor = noise_floor(noise_rel, best_val)
     log.info("noise: local estimate %.3g, best network %.3g (relative MSE) -> floor %.3g",
              noise_rel, best_val, floor)
     tol = exact_tol(floor)
-    result = SolveResult(pd.DataFrame(), networks, scaling, noise_floor=floor)
+    result = SolveResult(pd.DataFrame(), networks, scaling, noise_floor=floor,
+                         transform=transform)
     failures: list[str] = []
     can_split = depth < MAX_DEPTH and X.shape[1] >= 2 and bool(networks)
     for k, net in enumerate(networks):

@@ -190,6 +190,25 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
     return exprs
 
 
+def refit_and_polish(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray,
+                     y: np.ndarray, budget: Budget) -> list[sympy.Expr]:
+    """A formula assembled elsewhere (recombined parts, an undone output transform) with its
+    constants refitted on the rows, and snapped while the symbolic share of the budget
+    lasts: [refitted, snapped], or [expr] when the refit fails."""
+    exprs = []
+    polish_deadline = budget.polish_deadline()
+    with refit_deadline(polish_deadline):
+        try:
+            raw, _ = refit_constants(expr, symbols, X, y)
+        except Exception as exc:  # noqa: BLE001 - the caller's other formulas still answer
+            log.warning("refitting %s failed: %s", expr, exc)
+            return [expr]
+        exprs.append(raw)
+        if not budget.expired(SYMBOLIC_SHARE):
+            exprs.append(polish_expression(raw, symbols, X, y, deadline=polish_deadline)[0])
+    return exprs
+
+
 def charged_loss(mse: float, expr: sympy.Expr, n_rows: int) -> float:
     """MSE times `constant_price(n_rows)` per fitted (Float) constant of `expr`."""
     n_free = sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))

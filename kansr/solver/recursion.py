@@ -13,10 +13,11 @@ import numpy as np
 import sympy
 import torch
 
-from ..compose.constants import polish_expression, refit_constants, refit_deadline, select_best
+from ..compose.constants import select_best
 from ..structure.decompose import decompose, recombine
 from ..structure.separability import separability_tests
-from .budget import SYMBOLIC_SHARE, Budget
+from .budget import Budget
+from .formulas import refit_and_polish
 from .scaling import Scaling
 from .shapes import TrainedNetwork
 
@@ -95,16 +96,6 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
         if budget.interrupted:
             return [], tree
     whole = recombine(dec, part_exprs, list(symbols))
-    exprs = []
-    polish_deadline = budget.polish_deadline()
-    with refit_deadline(polish_deadline):
-        try:
-            raw, _ = refit_constants(whole, symbols, X, y)
-        except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
-            log.warning("refitting the recombined %s failed: %s", whole, exc)
-            return [whole], tree
-        exprs.append(raw)
-        if not budget.expired(SYMBOLIC_SHARE):
-            exprs.append(polish_expression(raw, symbols, X, y, deadline=polish_deadline)[0])
+    exprs = refit_and_polish(whole, symbols, X, y, budget)
     tree.formula = str(exprs[-1])
     return exprs, tree
