@@ -37,6 +37,10 @@ TIME_BUDGET_CHECKS = {
     "check_supervised_y_2d": "two fits under a time budget can stop at different steps",
     "check_regressors_int": "two fits under a time budget can stop at different steps",
     "check_fit_idempotent": "two fits under a time budget can stop at different steps",
+    # seen on a loaded machine (two benchmark processes beside the test): the list-input fit
+    # stopped at a different step from the array fit
+    "check_regressor_data_not_an_array": "two fits under a time budget can stop at "
+                                         "different steps",
 }
 
 #: Seconds the fallback engine may spend on one edge.
