@@ -320,8 +320,10 @@ class KANSR(RegressorMixin, BaseEstimator):
 
     def plot(self, X, path=None):
         """Draw the trained network on X (user units), titled with the law; each edge shows
-        its curve on the rows X (scaled as the network saw them). Returns the Figure."""
+        its curve on the rows X (scaled as the network saw them), captioned with its matched
+        formula (x = the edge's input, constants to 3 digits). Returns the Figure."""
         from .kan.plot import plot as plot_network
+        from .verify import round_floats
 
         arr = self._check_X(X)
         if self.network_ is None:
@@ -330,4 +332,12 @@ class KANSR(RegressorMixin, BaseEstimator):
                  else [self.symbols_[j].name for j in self.network_.columns])
         return plot_network(self.kan_, self.network_.inputs(arr), path,
                             variable_names=[names[i] for i in self.kan_.input_ids],
-                            title=f"{self.sympy()}")
+                            title=f"{self.sympy()}", edge_labels=self._edge_labels(round_floats))
+
+    def _edge_labels(self, rounded) -> dict[tuple[int, int, int], str]:
+        """(layer, i, j) -> the edge's matched formula, from `graph_` (kan_'s graph)."""
+        if self.graph_ is None:
+            return {}
+        return {(d["layer"], d["i"], d["j"]): str(rounded(d["formula"]))
+                for _, _, d in self.graph_.edges(data=True)
+                if d.get("kind") == "activation" and d.get("formula") is not None}

@@ -199,14 +199,20 @@ def test_fitted_model_round_trips_through_pickle_and_joblib(fitted, tmp_path):
     assert loaded.sympy() == model.sympy()
 
 
-def test_plot_draws_the_network_titled_with_the_law(fitted):
+def test_plot_draws_the_network_titled_with_the_law_and_edges_with_their_formulas(fitted):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
+
+    from kansr.verify import round_floats
 
     model, X, _ = fitted
     fig = model.plot(X)
     try:
         assert str(model.sympy()) in [t.get_text() for ax in fig.axes for t in ax.texts]
+        captions = {ax.get_title() for ax in fig.axes} - {""}
+        formulas = {str(round_floats(d["formula"])) for _, _, d in model.graph_.edges(data=True)
+                    if d.get("kind") == "activation" and d.get("formula") is not None}
+        assert formulas and captions == formulas
     finally:
         plt.close(fig)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -83,8 +83,10 @@ def _draw_nodes(ax, model: KAN, variable_names: Sequence[str], output_names: Seq
 
 
 def _draw_edge(fig, ax, start: np.ndarray, end: np.ndarray, xin: np.ndarray, act: np.ndarray,
-               alpha: float, inset: tuple[float, float], t: float = 0.5) -> None:
-    """One edge: a line from start to end with an inset of act against xin at fraction t."""
+               alpha: float, inset: tuple[float, float], t: float = 0.5,
+               label: str | None = None) -> None:
+    """One edge: a line from start to end with an inset of act against xin at fraction t,
+    captioned with `label` (its matched formula) when given."""
     ax.plot([start[0], end[0]], [start[1], end[1]], c="black", lw=1.0, alpha=alpha, zorder=1)
     mid = start + t * (end - start)
     fx, fy = fig.transFigure.inverted().transform(ax.transData.transform(mid))
@@ -97,6 +99,8 @@ def _draw_edge(fig, ax, start: np.ndarray, end: np.ndarray, xin: np.ndarray, act
     sub.patch.set_alpha(0.85 * alpha)
     for spine in sub.spines.values():
         spine.set_alpha(alpha)
+    if label:
+        sub.set_title(label, fontsize=6, pad=1.5, alpha=max(alpha, 0.5))
 
 
 def plot(
@@ -110,11 +114,13 @@ def plot(
     max_samples: int = 1000,
     scale: float = 1.0,
     title: str | None = None,
+    edge_labels: Mapping[tuple[int, int, int], str] | None = None,
 ) -> "Figure":
     """Draw `model` evaluated on samples X (N, n_in); save to `path` when one is given.
 
     Each live edge shows its activation (sorted inputs vs values from `model.trace`) with
-    opacity tanh(beta * attribution score). Returns the matplotlib Figure (not shown, not
+    opacity tanh(beta * attribution score), captioned with ``edge_labels[(layer, i, j)]``
+    where given (e.g. the edge's matched formula). Returns the matplotlib Figure (not shown, not
     closed: call ``plt.close(fig)`` when done).
     """
     plt = _pyplot()
@@ -154,7 +160,8 @@ def plot(
         for i, j in zip(*np.nonzero(layer.mask.cpu().numpy())):
             t = 0.5 if n_sub == 1 else 0.3 + 0.4 * j / (n_sub - 1)  # stagger crossing insets
             _draw_edge(fig, ax, starts[i], ends[j], xin[:, i], acts[:, i, j],
-                       _edge_alpha(float(scores[i, j]), beta), inset, t)
+                       _edge_alpha(float(scores[i, j]), beta), inset, t,
+                       (edge_labels or {}).get((l, int(i), int(j))))
     if path is not None:
         fig.savefig(path, dpi=120)
         log.info("saved KAN diagram to %s", path)
