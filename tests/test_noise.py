@@ -105,3 +105,21 @@ def test_law_found_exactly_from_data_with_one_percent_noise(name, law, names, lo
     model = KANSR(max_time=60).fit(X, y, variable_names=names)
     assert model.noisy_ and 0.5 * std < model.noise_ < 2 * std
     assert symbolic_equivalent(model.sympy(), truth, positive=True), model.sympy()
+
+
+def test_denoise_parameter_hands_the_search_the_smoothed_target(monkeypatch):
+    import kansr.estimator as est
+
+    X, y, clean, std = _noisy(lambda X: X[:, 0] ** 2 + X[:, 1], [0, 0], [2, 3], 0.1, n=2000)
+    seen = {}
+    real_search = est.search
+
+    def spy(X_, y_, *args, **kwargs):
+        seen["y"] = y_.copy()
+        return real_search(X_, y_, *args, **kwargs)
+
+    monkeypatch.setattr(est, "search", spy)
+    KANSR(max_time=5, denoise=True).fit(X, y)
+    assert np.mean((seen["y"] - clean) ** 2) < 0.3 * std ** 2  # smoothed, not the raw y
+    KANSR(max_time=5).fit(X, y)
+    np.testing.assert_array_equal(seen["y"], y)
