@@ -2,6 +2,7 @@
 
     python benchmarks/kan_speed.py [--repeats N] [--fit-repeats F] [--threads T] [--no-pykan]
                                    [--pykan-steps S]
+    python benchmarks/kan_speed.py --batched [--fit-repeats F] [--threads T]
 
 Prints a markdown table and writes it to benchmarks/results/kan_speed.md. fwd and fwd+bwd
 are medians over `--repeats` runs. Fits run `--fit-repeats` times per implementation,
@@ -19,6 +20,12 @@ at least
 and a backward about twice the contraction again (grads of the coefficients and the inputs).
 "achieved fraction" is (flops / time) / peak, with peak the GFLOP/s of a large float32 matmul
 measured here with the same thread count: how close we get to a dense-BLAS-bound layer.
+
+--batched instead times R = 1, 4 and 16 networks of one shape (seeds 0..R-1, 1,000 rows, 25
+L-BFGS steps as the shape search's restarts train) trained one after another with
+`kansr.kan.fit` and all at once with `kansr.kan.fit_batched`, beside R fits of an MLP with
+about as many parameters (same optimizer and data), and writes
+benchmarks/results/kan_batched_speed.md.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import kansr.kan as kk
+from kansr.baselines import MLP, width_for_params
 
 SHAPES = [([2, 5, 1], 5, 1000), ([4, 16, 16, 1], 5, 3000), ([10, 32, 1], 10, 4096)]
 K_ORDER = 3
@@ -175,6 +183,59 @@ def fmt_ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f}"
 
 
+BATCHED_SHAPES = [([2, 5, 1], 2), ([3, (0, 1), 1], 3), ([4, 4, 1], 2)]  # (width, mult_arity)
+BATCHED_R = (1, 4, 16)
+BATCHED_ROWS, BATCHED_STEPS = 1000, 25
+
+
+def batched_table(args) -> str:
+    """Rows of R sequential fits vs one batched fit, per shape, and an equal-size MLP."""
+    rows = []
+    for width, arity in BATCHED_SHAPES:
+        n_in = width[0]
+        X, y = make_data(n_in, BATCHED_ROWS)
+        X, y = X.double(), y.double()
+
+        def nets(R: int) -> list:
+            return [kk.KAN(width, grid=5, k=K_ORDER, mult_arity=arity, seed=s, dtype="float64")
+                    for s in range(R)]
+
+        n_params = nets(1)[0].n_params()
+        mlp_width = width_for_params(n_params, n_in, 1, depth=2)
+        kw = dict(steps=BATCHED_STEPS, update_grid=False)
+        kk.fit_batched(nets(2), X, y, steps=1)  # compile and warm up
+        kk.fit(nets(1)[0], X, y, steps=1, progress=False)
+        one = min(timed(lambda: kk.fit(nets(1)[0], X, y, progress=False, **kw))
+                  for _ in range(args.fit_repeats))
+        for R in BATCHED_R:
+            seq, bat, mlp = [], [], []
+            for _ in range(args.fit_repeats):  # alternated: a slow spell hits all alike
+                models = nets(R)
+                seq.append(timed(lambda: [kk.fit(m, X, y, progress=False, **kw) for m in models]))
+                models = nets(R)
+                bat.append(timed(lambda: kk.fit_batched(models, X, y, **kw)))
+                mlps = [MLP(mlp_width, seed=s, dtype="float64") for s in range(R)]
+                mlp.append(timed(lambda: [kk.fit(m, X, y, progress=False, **kw) for m in mlps]))
+            seq_t, bat_t, mlp_t = min(seq), min(bat), min(mlp)
+            rows.append([f"{width} ({n_params} params)", str(R), f"{seq_t:.3f}", f"{bat_t:.3f}",
+                         f"{seq_t / bat_t:.1f}x", f"{bat_t / one:.1f}x",
+                         f"{mlp_t:.3f} ({mlp_width})"])
+            print(" | ".join(rows[-1]), flush=True)
+    header = ["shape", "R", "R x fit s", "fit_batched s", "speed-up", "batched / one fit",
+              "R x MLP fit s (width)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    info = (f"{dt.datetime.now().isoformat(timespec='seconds')}; {platform.machine()} "
+            f"{os.cpu_count()} cores; torch {torch.__version__}; threads {args.threads}; "
+            f"fastest of {args.fit_repeats}, alternated")
+    return ("# Batched KAN training\n\n" + "\n".join(lines) + "\n\n"
+            f"Machine: {info}. float64, {BATCHED_ROWS} rows, {BATCHED_STEPS} L-BFGS steps "
+            "(up to 20 iterations each), no grid updates, seeds 0..R-1. 'batched / one fit' is "
+            "the batched time over one network's `fit`: the issue's target is <= 3x at R = 16. "
+            "The MLP has about as many parameters as one KAN (`baselines.width_for_params`) and "
+            "trains with the same `fit`.\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=20, help="timed runs for fwd and fwd+bwd")
@@ -187,13 +248,26 @@ def main() -> None:
     ap.add_argument("--pykan-steps", type=int, default=50,
                     help="LBFGS steps of pykan's fit; fewer are extrapolated per step")
     ap.add_argument("--no-pykan", action="store_true", help="skip pykan")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "kan_speed.md"))
+    ap.add_argument("--batched", action="store_true",
+                    help="time batched training (fit_batched) instead, see the docstring")
+    ap.add_argument("--out", default=None,
+                    help="markdown output (default benchmarks/results/kan_speed.md, or "
+                         "kan_batched_speed.md with --batched)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     # torch.set_num_threads leaves the OpenBLAS pools alone: without this limit kansr's
     # kernels multiplied on two threads while pykan ran on one.
     threadpool_limits(limits=args.threads)
+    results = Path(__file__).parent / "results"
+    if args.batched:
+        text = batched_table(args)
+        print("\n" + text)
+        out = Path(args.out or results / "kan_batched_speed.md")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        return
+    args.out = args.out or str(results / "kan_speed.md")
 
     use_pykan = not args.no_pykan
     if use_pykan:

@@ -1,5 +1,6 @@
 """The network stage: B-spline KAN with sum and product nodes, training, pruning, plotting."""
 
+from .batched import fit_batched
 from .init import additive_fit_error, init_separable_product, product_fit_error
 from .layer import KANLayer, torch_function
 from .network import KAN, Trace, normalize_width
