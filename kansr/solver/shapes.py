@@ -1,6 +1,6 @@
 """Network shapes the search tries, and training one shape on the data.
 
-Training a shape: a few restarts screened on a subsample, then (if sparsified) the sparsity
+Training a shape: a few restarts screened on a subsample (trained together, `fit_batched`), then (if sparsified) the sparsity
 fit and pruning, a plain fit, and refinement onto finer grids. The grid is sized to the data:
 a shape whose parameters the rows cannot pin down trains on a coarser grid, and is skipped
 (None) only when even the coarsest grid is too large.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..kan import KAN, fit, prune
+from ..kan import KAN, fit, fit_batched, prune
 from ..kan.init import init_separable_product, product_fit_error
 from .budget import SearchInterrupted
 from .noise import at_noise_floor
@@ -152,18 +152,19 @@ def train_shape(arch: Architecture, Xt: torch.Tensor, yt: torch.Tensor, Xv: torc
         screen_x, screen_y = Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS]
         line_ok = arch.separable and product_fit_error(
             screen_x, screen_y, grid=PRODUCT_LINE_GRID) <= PRODUCT_LINE_REL_MSE
-        starts = []
-        for r in range(n_starts):
-            candidate = _build(arch, grid, s, s.seed + r)
-            if arch.separable:
-                init_separable_product(candidate, screen_x, screen_y,
-                                       fix_line_below=math.inf if line_ok else 0.0)
-            model = model or candidate
-            # restarts only screen initialisations: a subsample is enough and much cheaper
-            fit(candidate, screen_x, screen_y, steps=max(s.steps // 2, 1),
-                lamb=s.lamb if arch.sparsify else 0.0, **common)
-            starts.append((rel_val(candidate), r, candidate))
-        model = min(starts, key=lambda t: t[:2])[2]
+        candidates = [_build(arch, grid, s, s.seed + r) for r in range(n_starts)]
+        if arch.separable:
+            init_separable_product(candidates[0], screen_x, screen_y,
+                                   fix_line_below=math.inf if line_ok else 0.0)
+        model = candidates[0]
+        # restarts only screen initialisations: a subsample is enough and much cheaper, and
+        # all of them train at once (`fit_batched`: one compiled pass per evaluation)
+        screen = dict(common, steps=max(s.steps // 2, 1), lamb=s.lamb if arch.sparsify else 0.0)
+        if n_starts > 1:
+            fit_batched(candidates, screen_x, screen_y, **screen)
+        else:
+            fit(model, screen_x, screen_y, **screen)
+        model = min(candidates, key=rel_val)  # the first of equals: the lowest seed
         if arch.sparsify:
             fit(model, Xt, yt, steps=s.steps, lamb=s.lamb, **common)
             model = prune(model, Xt, node_th=s.node_th, edge_th=s.edge_th, prune_inputs=True)
