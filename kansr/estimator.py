@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from .compose.constants import select_best
+from .compose.front import select_best
 from .expr import evaluate
 from .fallback import get_engine
 from .match.library import load_library
@@ -66,7 +66,7 @@ class KANSR(RegressorMixin, BaseEstimator):
     selection : rule picking one formula from the Pareto front: "auto" (default: "mdl",
         the description-length rule, on data the search found noisy, else "best", PySR's
         score rule), "best", "mdl", "accuracy" or "parsimony" (see
-        `kansr.compose.constants.select_best`); read at use, so ``set_params(selection=...)``
+        `kansr.compose.front.select_best`); read at use, so ``set_params(selection=...)``
         after fit changes `best_` and `predict`.
     denoise : smooth y by local fits through each row's neighbours before the search
         (`kansr.solver.noise.denoise`); for very noisy tables. Losses are then measured

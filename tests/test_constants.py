@@ -1,4 +1,4 @@
-"""Tests for kansr.compose.constants (fast, seeded)."""
+"""Tests for the constants of a formula: kansr.compose.refit, simplify, snap and front (fast, seeded)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,10 @@ import pandas as pd
 import pytest
 import sympy as sp
 
-from kansr.compose.constants import (
-    clean_expression,
-    default_snap_candidates,
-    expression_complexity,
-    pareto_front,
-    prune_terms,
-    refit_constants,
-    refit_deadline,
-    select_best,
-    simplify_safely,
-    snap_constants,
-)
+from kansr.compose.front import expression_complexity, pareto_front, select_best
+from kansr.compose.refit import refit_constants, refit_deadline
+from kansr.compose.simplify import clean_expression, simplify_safely
+from kansr.compose.snap import default_snap_candidates, prune_terms, snap_constants
 
 x, y = sp.symbols("x y")
 F = sp.Float
@@ -181,19 +173,19 @@ def test_simplify_safely_stops_its_work_at_the_deadline(monkeypatch) -> None:
     import threading
     import time
 
-    from kansr.compose import constants
+    from kansr.compose import simplify
 
     def slow(e):
         time.sleep(30)
         return e
 
-    monkeypatch.setattr(constants, "_cheap_steps", lambda: [sp.factor_terms, slow])
+    monkeypatch.setattr(simplify, "_cheap_steps", lambda: [sp.factor_terms, slow])
     threads = threading.active_count()
     e = sp.sin(x) * y + sp.sin(x) * x
     t0 = time.perf_counter()
     out = simplify_safely(e, timeout_s=1.0)
     assert time.perf_counter() - t0 < 5.0
-    assert threading.active_count() == threads or not constants._CAN_FORK
+    assert threading.active_count() == threads or not simplify._CAN_FORK
     assert out == sp.factor_terms(e)  # the form found before the deadline is kept
 
 
@@ -237,7 +229,7 @@ def test_expression_complexity_counts_nodes() -> None:
 
 
 def test_gather_constants_merges_a_factor_hidden_under_a_root():
-    from kansr.compose.constants import gather_constants, polish_expression
+    from kansr.compose.snap import gather_constants, polish_expression
 
     x, y = sp.symbols("x y")
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from kansr import KANSR
-from kansr.compose.constants import pareto_front, select_best
+from kansr.compose.front import pareto_front, select_best
 from kansr.solver.formulas import formula_front
 from kansr.solver.noise import (NOISE_FREE_REL, at_noise_floor, denoise, estimate_noise,
                                 noise_floor)

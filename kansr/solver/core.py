@@ -23,7 +23,7 @@ from ..kan import KAN
 from ..kan.init import additive_fit_error, product_fit_error
 from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
-from ..compose.constants import select_best
+from ..compose.front import select_best
 from ..structure.transforms import applicable_transforms, probe_transforms
 from .formulas import NEAR_EXACT_REL_MSE, SymbolicSettings, direct_formulas, formula_front, \
     near_exact, network_formulas, one_variable_formulas, refit_and_polish

@@ -16,10 +16,11 @@ import sympy
 import torch
 
 from ..compose.choose import alternatives, annotate_graph, swap_edge, symbolize
-from ..compose.constants import (clean_expression, constant_price, expression_complexity,
-                                 gather_constants, pareto_front,
-                                 polish_expression, refit_constants, refit_deadline)
 from ..compose.formula import graph_to_sympy
+from ..compose.front import expression_complexity, pareto_front
+from ..compose.refit import refit_constants, refit_deadline
+from ..compose.simplify import clean_expression
+from ..compose.snap import constant_price, gather_constants, polish_expression
 from ..expr import evaluate
 from ..fallback import FallbackEngine
 from ..graph import network_to_graph
@@ -251,7 +252,7 @@ def formula_front(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], 
     that is 1e-33 better; and at equal complexity a formula with a snapped constant beats
     its unsnapped twin unless the data can tell them apart (on noisy data the free constant
     always fits the noise a little better). The same price as the snapping rule
-    (`kansr.compose.constants`). A formula that is not finite on points between the rows
+    (`kansr.compose.snap`). A formula that is not finite on points between the rows
     (`between_samples`) is dropped: its predictions on new data would be undefined.
     """
     floor = EXACT_REL_MSE * float(np.var(y))

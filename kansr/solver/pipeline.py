@@ -77,7 +77,7 @@ def _rename(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
 def _constant_front(y: np.ndarray, symbols, X) -> pd.DataFrame:
     """The mean, snapped to the simplest exact value (1, 1/(4*pi), ...) within its standard
     error (or round-off on noiseless data)."""
-    from ..compose.constants import default_snap_candidates
+    from ..compose.snap import default_snap_candidates
 
     value = float(np.mean(y))
     tol = max(1e-12 * abs(value), 2.0 * float(np.std(y)) / np.sqrt(len(y)))

@@ -13,7 +13,7 @@ import numpy as np
 import sympy
 import torch
 
-from ..compose.constants import select_best
+from ..compose.front import select_best
 from ..structure.decompose import decompose, recombine
 from ..structure.separability import separability_tests
 from .budget import Budget

@@ -1,0 +1,338 @@
+"""Make a formula's constants simple where the data allow: prune terms, snap constants.
+
+:func:`prune_terms` drops additive terms the data do not need; :func:`snap_constants`
+replaces fitted floats by simple exact values (``0.99999 -> 1``, ``3.14159 -> pi``);
+:func:`gather_constants` merges redundant constant factors; :func:`polish_expression`
+chains these with cleaning, simplification and a final refit
+(:mod:`kansr.compose.refit` has the data convention and the refit itself).
+
+Acceptance rule (``prune_terms`` and ``snap_constants``)
+--------------------------------------------------------
+Both first refit all Floats, giving the reference MSE ``ref``. A change that
+removes ``k`` free constants in total (relative to that reference) is kept
+when, after refitting the remaining Floats::
+
+    new_mse <= ref * (1 + rel_tol) ** k + floor_rel * var(y)
+
+``rel_tol=None`` (default) means ``N ** (1 / N) - 1`` (:func:`constant_price`):
+the description-length (BIC) price of one parameter, so on noisy data a
+constant snaps only when the data cannot tell the simple value from the fitted
+one. (The Akaike price ``exp(2 / N)`` is too strict for this: a constant whose
+true value is the simple one fails it one time in six, by chance alone, and a
+law with three such constants comes out exact only about half the time.) ``floor_rel`` (default ``1e-12``) is an
+absolute floor of about float64 round-off of a near-perfect fit, so on
+noiseless data the exact value snaps (``1.0000002 -> 1``), while a constant
+the data says is ``0.9`` does not become ``1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Mapping, Sequence
+
+import numpy as np
+import sympy as sp
+
+from .refit import (DataLike, check_symbols, compile_model, data_columns, parametrize, predict,
+                    refit_constants, refit_params, restore_floats, target_vector)
+from .simplify import NON_FINITE, clean_expression, simplify_safely
+
+logger = logging.getLogger(__name__)
+
+CandidateFn = Callable[[float], Sequence[sp.Expr]]
+
+__all__ = [
+    "constant_price",
+    "default_snap_candidates",
+    "gather_constants",
+    "polish_expression",
+    "prune_terms",
+    "snap_constants",
+]
+
+
+# --------------------------------------------------------------------------- acceptance
+
+
+def _floor(yv: np.ndarray, floor_rel: float) -> float:
+    """Absolute MSE floor: ``floor_rel`` times the variance of y (or its mean square)."""
+    scale = float(np.var(yv)) or float(np.mean(yv**2)) or 1.0
+    return floor_rel * scale
+
+
+def constant_price(n: int) -> float:
+    """MSE factor one free constant must buy on ``n`` rows: ``n ** (1/n)`` (BIC)."""
+    n = max(int(n), 2)
+    return math.exp(math.log(n) / n)
+
+
+def _step_factor(rel_tol: float | None, n: int) -> float:
+    """Allowed MSE growth factor per removed constant (:func:`constant_price` by default)."""
+    if rel_tol is None:
+        return constant_price(n)
+    if rel_tol < 0:
+        raise ValueError("rel_tol must be >= 0")
+    return 1.0 + rel_tol
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+def _node_at(expr: sp.Basic, path: Sequence[int]) -> sp.Basic:
+    """Subtree at a path of argument indices."""
+    for i in path:
+        expr = expr.args[i]
+    return expr
+
+
+def _replace_at(expr: sp.Basic, path: Sequence[int], new: sp.Basic) -> sp.Basic:
+    """Copy of ``expr`` with the subtree at ``path`` replaced by ``new``."""
+    if not path:
+        return new
+    args = list(expr.args)
+    args[path[0]] = _replace_at(args[path[0]], path[1:], new)
+    return expr.func(*args)
+
+
+def _add_terms(expr: sp.Basic, path: tuple[int, ...] = ()) -> Iterator[tuple[tuple[int, ...], int, sp.Expr]]:
+    """Yield (path of an Add node, term index, term) for every sum in the tree."""
+    if isinstance(expr, sp.Add):
+        for i, t in enumerate(expr.args):
+            yield path, i, t
+    for i, a in enumerate(expr.args):
+        yield from _add_terms(a, path + (i,))
+
+
+def _drop_term(expr: sp.Expr, path: tuple[int, ...], index: int) -> sp.Expr:
+    """Copy of ``expr`` without term ``index`` of the sum at ``path``."""
+    node = _node_at(expr, path)
+    return _replace_at(expr, path, node.func(*(a for j, a in enumerate(node.args) if j != index)))
+
+
+def _term_rms(term: sp.Expr, values: Mapping[sp.Symbol, float], cols: Mapping[str, np.ndarray], n: int) -> float:
+    """RMS of a term on the data (inf if it cannot be evaluated); orders pruning trials."""
+    model = compile_model(term, list(values))
+    pred = predict(model, cols, np.array([values[p] for p in model.params], dtype=float), n)
+    return float(np.sqrt(np.mean(pred**2))) if np.all(np.isfinite(pred)) else math.inf
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """Acceptance threshold: ``ref * factor**k + floor`` for ``k`` removed constants."""
+
+    ref: float
+    factor: float
+    floor: float
+    n_params: int
+
+    def accepts(self, mse: float, n_left: int) -> bool:
+        """True if ``mse`` is within budget with ``n_left`` constants remaining."""
+        k = max(self.n_params - n_left, 0)
+        return math.isfinite(mse) and mse <= self.ref * self.factor**k + self.floor
+
+
+def _setup(
+    expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike, y: np.ndarray,
+    rel_tol: float | None, floor_rel: float, max_nfev: int | None,
+) -> tuple[sp.Expr, dict[sp.Symbol, float], dict[str, np.ndarray], np.ndarray, _Budget]:
+    """Parametrize, refit, and build the acceptance budget shared by prune/snap."""
+    yv = target_vector(y)
+    cols = data_columns(symbols, X, yv.size)
+    expr_p, params, theta0 = parametrize(expr)
+    check_symbols(expr_p, cols, params)
+    values, ref = refit_params(expr_p, dict(zip(params, theta0)), cols, yv, max_nfev)
+    budget = _Budget(ref, _step_factor(rel_tol, yv.size), _floor(yv, floor_rel), len(values))
+    return expr_p, values, cols, yv, budget
+
+
+def prune_terms(
+    expr: sp.Expr,
+    symbols: Sequence[sp.Symbol | str],
+    X: DataLike,
+    y: np.ndarray,
+    rel_tol: float | None = None,
+    *,
+    floor_rel: float = 1e-12,
+    max_nfev: int | None = None,
+) -> sp.Expr:
+    """Drop additive terms the data does not need; return the refitted expression.
+
+    Candidates are the terms of every sum in the tree (nested sums included)
+    that contain at least one Float; exact terms are structure and are kept.
+    Terms are tried greedily, smallest RMS on the data first; a removal is
+    kept if, after refitting the remaining Floats, the module's acceptance
+    rule holds (``rel_tol``, ``floor_rel``: see the module docstring). If the
+    expression cannot be evaluated on the data, it is returned unchanged.
+    """
+    current, values, cols, yv, budget = _setup(expr, symbols, X, y, rel_tol, floor_rel, max_nfev)
+    if not math.isfinite(budget.ref):
+        logger.warning("prune_terms: %s cannot be evaluated on the data; unchanged", expr)
+        return sp.sympify(expr)
+    rejected: set[sp.Expr] = set()
+    while True:
+        trials = [
+            (path, i, t) for path, i, t in _add_terms(current)
+            if t not in rejected and t.free_symbols & set(values)
+        ]
+        if not trials:
+            break
+        path, i, term = min(trials, key=lambda tr: _term_rms(tr[2], values, cols, yv.size))
+        trial = _drop_term(current, path, i)
+        new_values, mse = refit_params(trial, values, cols, yv, max_nfev)
+        if budget.accepts(mse, len(new_values)):
+            logger.debug("prune_terms: dropped %s (mse %.3g)", term, mse)
+            current, values = trial, {**values, **new_values}
+        else:
+            rejected.add(term)
+    return restore_floats(current, list(values), list(values.values()))
+
+
+# --------------------------------------------------------------------------- snapping
+
+# Physics constants come as pi, 1/pi (1/(4 pi epsilon)), sqrt(2 pi) (Gaussians), ...
+_SNAP_BASES: tuple[sp.Expr, ...] = (sp.Integer(1), sp.pi, 1 / sp.pi, sp.sqrt(2), sp.sqrt(3),
+                                    sp.pi**2, 1 / sp.sqrt(2 * sp.pi), sp.sqrt(2 * sp.pi),
+                                    sp.sqrt(sp.pi), sp.E)
+
+
+def default_snap_candidates(
+    value: float, *, max_denominator: int = 10, max_numerator: int = 100, max_rel_dist: float = 0.05
+) -> list[sp.Expr]:
+    """Simple exact values near ``value``, simplest first; always starts with 0.
+
+    After ``0`` (drop) come ``(p/q) * base`` for base in ``1, pi, 1/pi, sqrt(2),
+    sqrt(3), pi**2, 1/sqrt(2 pi), sqrt(2 pi), sqrt(pi), E`` (in that order), with ``q <= max_denominator``, ``|p| <=
+    max_numerator`` (any ``p`` for integers), in lowest terms and within
+    ``max_rel_dist`` (relative) of ``value``. Sorted by (base, q, |p|): so
+    integers, then halves, thirds, ..., then multiples/fractions of pi, ...
+    """
+    if not math.isfinite(value) or value == 0:
+        return [sp.Integer(0)]
+    found: list[tuple[tuple[int, int, int], sp.Expr]] = []
+    for rank, base in enumerate(_SNAP_BASES):
+        b = float(base)
+        for q in range(1, max_denominator + 1):
+            p = round(value * q / b)
+            if p == 0 or math.gcd(p, q) != 1 or (abs(p) > max_numerator and (q > 1 or rank > 0)):
+                continue
+            c = sp.Rational(p, q) * base
+            if abs(float(c) - value) <= max_rel_dist * abs(value):
+                found.append(((rank, q, abs(p)), c))
+    found.sort(key=lambda kc: kc[0])
+    return [sp.Integer(0)] + [c for _, c in found]
+
+
+def _closeness(value: float, candidates: CandidateFn) -> float:
+    """Relative distance to the nearest non-zero snap target (0 for ~0 values)."""
+    if abs(value) < 1e-12:
+        return 0.0
+    dists = [abs(float(c) - value) / abs(value) for c in candidates(value) if c != 0]
+    return min(dists, default=1.0)
+
+
+def snap_constants(
+    expr: sp.Expr,
+    symbols: Sequence[sp.Symbol | str],
+    X: DataLike,
+    y: np.ndarray,
+    *,
+    rel_tol: float | None = None,
+    floor_rel: float = 1e-12,
+    candidates: CandidateFn = default_snap_candidates,
+    max_nfev: int | None = None,
+    deadline: float | None = None,
+) -> sp.Expr:
+    """Snap Floats to simple exact values where the data allows; return the expression.
+
+    Past ``deadline`` (a ``time.perf_counter()`` value) no further snap is tried.
+
+    All Floats are refitted first. Then, greedily, the constant closest
+    (relatively) to a snap target is taken; its ``candidates(value)`` are tried
+    in order (default :func:`default_snap_candidates`: 0, integers, p/q, p*pi/q,
+    sqrt(2), sqrt(3), E multiples); after each trial substitution the remaining
+    Floats are refitted, and the first candidate passing the module's
+    acceptance rule is kept. Each constant is considered once. Substitutions
+    producing ``zoo/nan/oo`` are skipped. Remaining Floats carry refitted values.
+    """
+    current, values, cols, yv, budget = _setup(expr, symbols, X, y, rel_tol, floor_rel, max_nfev)
+    if not math.isfinite(budget.ref):
+        logger.warning("snap_constants: %s cannot be evaluated on the data; unchanged", expr)
+        return sp.sympify(expr)
+    done: set[sp.Symbol] = set()
+    while True:
+        todo = [p for p in values if p in current.free_symbols and p not in done]
+        if not todo:
+            break
+        p = min(todo, key=lambda q: _closeness(values[q], candidates))
+        done.add(p)
+        for c in candidates(values[p]):
+            if deadline is not None and time.perf_counter() > deadline:
+                logger.info("snap_constants: out of time, %d constant(s) left as fitted",
+                            len(todo) - 1)
+                break
+            trial = current.xreplace({p: c})
+            if any(trial.has(b) for b in NON_FINITE):
+                continue
+            new_values, mse = refit_params(trial, values, cols, yv, max_nfev)
+            if budget.accepts(mse, len(new_values)):
+                logger.debug("snap_constants: %.17g -> %s (mse %.3g)", values[p], c, mse)
+                current, values = trial, {**values, **new_values}
+                break
+    kept = [q for q in values if q in current.free_symbols]
+    return restore_floats(current, kept, [values[q] for q in kept])
+
+
+def _n_floats(expr: sp.Expr) -> int:
+    return sum(1 for a in sp.preorder_traversal(expr) if isinstance(a, sp.Float))
+
+
+def gather_constants(
+    expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike, y: np.ndarray
+) -> sp.Expr:
+    """Pull constant factors out of sums and powers so redundant constants merge.
+
+    ``6*sqrt(0.0278*x**2 + 0.0278*y**2)`` becomes ``1.0*sqrt(x**2 + y**2)``: the rewrite
+    (``factor_terms`` then ``expand_power_base``) is kept only if it leaves fewer Floats and,
+    refitted, fits the data as well as the original (``force=True`` splits powers of
+    products, which is only valid where the bases are positive: the data decide).
+    """
+    try:
+        cand = sp.expand_power_base(sp.factor_terms(expr), force=True)
+    except Exception:  # noqa: BLE001 - a rewrite failing is no reason to fail polishing
+        return expr
+    if _n_floats(cand) >= _n_floats(expr):
+        return expr
+    _, base = refit_constants(expr, symbols, X, y)
+    fitted, mse = refit_constants(cand, symbols, X, y)
+    if math.isfinite(mse) and mse <= base * (1 + 1e-9) + 1e-30 * float(np.var(target_vector(y))):
+        return fitted
+    return expr
+
+
+def polish_expression(
+    expr: sp.Expr,
+    symbols: Sequence[sp.Symbol | str],
+    X: DataLike,
+    y: np.ndarray,
+    *,
+    rel_tol: float | None = None,
+    floor_rel: float = 1e-12,
+    timeout_s: float = 2.0,
+    deadline: float | None = None,
+) -> tuple[sp.Expr, float]:
+    """Convenience chain: clean -> gather -> prune -> snap -> simplify -> refit; (expr, MSE).
+
+    Past ``deadline`` (a ``time.perf_counter()`` value) term pruning is skipped and
+    snapping stops; every step still leaves a valid, refitted expression.
+    """
+    out = clean_expression(expr, simplify=False)
+    out = gather_constants(out, symbols, X, y)
+    if deadline is None or time.perf_counter() < deadline:
+        out = prune_terms(out, symbols, X, y, rel_tol, floor_rel=floor_rel)
+    out = snap_constants(out, symbols, X, y, rel_tol=rel_tol, floor_rel=floor_rel,
+                         deadline=deadline)
+    out = simplify_safely(out, timeout_s)
+    return refit_constants(out, symbols, X, y)
