@@ -25,8 +25,9 @@ from ..fallback import FallbackEngine
 from ..graph import EDGE_VAR, set_biases
 from ..kan import KAN, fit
 from ..match.composite import match_composite, match_nested
-from ..match.edge import CONST_NAME, match_edge, zero_spread
+from ..match.edge import CONST_NAME, match_edge
 from ..match.library import Library
+from ..match.varpro import zero_spread
 
 log = logging.getLogger(__name__)
 
