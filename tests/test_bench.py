@@ -24,8 +24,10 @@ from kansr.bench.feynman import (
     parse_formula,
     select_equations,
 )
+from kansr.bench.records import read_results
 from kansr.bench.report import write_report
-from kansr.bench.runner import RunConfig, plan_tasks, read_results, run_benchmark, task_key
+from kansr.bench.runner import plan_tasks, run_benchmark
+from kansr.bench.tasks import RunConfig, task_key
 
 SMALL = ["I.6.2a", "II.13.17", "III.17.37"]  # 1 variable; uses I; uses beta
 HEADER = ("Filename,Number,Output,Formula,# variables,"

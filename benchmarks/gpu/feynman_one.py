@@ -22,7 +22,7 @@ import torch
 
 from kansr import KANSR
 from kansr.bench.feynman import generate_data, load_equations, select_equations
-from kansr.bench.runner import r2_score
+from kansr.bench.records import r2_score
 from kansr.verify import check, evaluate, rename_to_plain, round_floats
 
 

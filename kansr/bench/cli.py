@@ -118,7 +118,8 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
 def run_feynman_command(args: argparse.Namespace) -> int:
     """Handler of ``bench feynman``; returns the exit code (130 when interrupted)."""
     from kansr.bench.feynman import EquationTableError, load_equations, select_equations
-    from kansr.bench.runner import RunConfig, plan_tasks, run_benchmark
+    from kansr.bench.runner import plan_tasks, run_benchmark
+    from kansr.bench.tasks import RunConfig
 
     errors: list[str] = []
     try:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from kansr.bench.feynman import srbench_name
-from kansr.bench.runner import RESULTS_FILE, read_results
+from kansr.bench.records import RESULTS_FILE, read_results
 
 log = logging.getLogger(__name__)
 
