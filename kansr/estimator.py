@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -16,17 +15,18 @@ import pandas as pd
 import sympy
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from .compose.front import select_best
-from .expr import evaluate
+from .expr import evaluate, torch_function
 from .fallback import get_engine
 from .match.library import load_library
 from .solver import Budget, SolverOptions, SymbolicSettings, TrainSettings, soft_interrupts
-from .solver.noise import denoise, estimate_noise
+from .solver.noise import denoise, noise_bound
 from .solver.pipeline import search
-from .validation import MIN_ROWS, check_frame, check_names, check_params, check_seed, check_units
+from .validation import (check_params, check_seed, check_units, validate_fit_data,
+                         validate_predict_data)
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class KANSR(RegressorMixin, BaseEstimator):
         """
         check_params(self.get_params())
         seed = check_seed(self.random_state)
-        Xa, ya, names = self._validate_fit_data(X, y, variable_names)
+        Xa, ya, names = validate_fit_data(self, X, y, variable_names)
         self.variable_names_ = names
         self.symbols_ = [sympy.Symbol(n) for n in names]
         unit_spec = check_units(units, y_units, names)
@@ -193,41 +193,12 @@ class KANSR(RegressorMixin, BaseEstimator):
         self.interrupted_ = result.interrupted
         self.seconds_ = budget.elapsed()
         self.noisy_ = result.noise_floor > 0
-        self.noise_ = self._noise(Xa, ya, seed)
+        self.noise_ = noise_bound(Xa, ya, seed, self.equations_, self.symbols_)
         log.info("noise: %.3g (%s)", self.noise_, "noisy" if self.noisy_ else "noise-free")
         if self.interrupted_:
             warnings.warn("fit interrupted (Ctrl-C): the law is the best found so far",
                           RuntimeWarning, stacklevel=2)
         return self
-
-    def _noise(self, X: np.ndarray, y: np.ndarray, seed: int) -> float:
-        """The smaller of the two upper bounds on the noise's standard deviation."""
-        local = estimate_noise(X, y, seed)
-        finest = self.equations_.loc[self.equations_["loss"].idxmin(), "sympy"]
-        pred = evaluate(finest, self.symbols_, X)
-        peak = float(np.max(np.abs(y))) or 1.0  # squares near 1e300 would overflow
-        rmse = peak * float(np.sqrt(np.mean(((pred - y) / peak) ** 2))) \
-            if np.all(np.isfinite(pred)) else math.inf
-        return min(local, rmse)
-
-    def _validate_fit_data(self, X, y, variable_names) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        if isinstance(X, pd.DataFrame) and isinstance(y, pd.Series | pd.DataFrame) \
-                and not X.index.equals(y.index):
-            raise ValueError("X and y are pandas objects with different indexes: rows would "
-                             "be paired by position; align them (e.g. y = y.loc[X.index]) or "
-                             "pass numpy arrays")
-        check_frame(X)  # before scikit-learn's own checks, whose messages name no column
-        Xa, ya = validate_data(self, X, y, dtype=np.float64, y_numeric=True,
-                               ensure_min_samples=MIN_ROWS)
-        if variable_names is not None:
-            names = list(variable_names)
-            if len(names) != Xa.shape[1]:
-                raise ValueError(f"{len(names)} variable names for {Xa.shape[1]} columns of X")
-        elif hasattr(self, "feature_names_in_"):
-            names = list(self.feature_names_in_)
-        else:
-            names = [f"x{i}" for i in range(Xa.shape[1])]
-        return Xa, ya, check_names(names)
 
     @contextlib.contextmanager
     def _threads(self):
@@ -281,20 +252,11 @@ class KANSR(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "equations_")
         return {s.name: s for s in self.symbols_}
 
-    def _check_X(self, X) -> np.ndarray:
-        check_is_fitted(self, "equations_")
-        names = getattr(self, "feature_names_in_", None)
-        if isinstance(X, pd.DataFrame) and names is not None \
-                and set(map(str, X.columns)) == set(names) and len(X.columns) == len(names):
-            X = X[list(names)]  # columns are matched by name, not position
-        check_frame(X)
-        return validate_data(self, X, reset=False, dtype=np.float64)
-
     def predict(self, X, use: str = "formula") -> np.ndarray:
         """Predictions (N,) from the formula (default) or from the trained network."""
         if use not in ("formula", "network"):
             raise ValueError(f"use must be 'formula' or 'network', got {use!r}")
-        arr = self._check_X(X)
+        arr = validate_predict_data(self, X)
         if use == "formula":
             return evaluate(self.sympy(), self.symbols_, arr)
         if self.network_ is None:
@@ -309,14 +271,7 @@ class KANSR(RegressorMixin, BaseEstimator):
 
     def to_torch(self, index: int | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """The law as a differentiable torch function of X (N, n_features_in_) -> (N,)."""
-        expr, symbols = self.sympy(index), list(self.symbols_)
-        fn = sympy.lambdify(symbols, expr, modules="torch")
-
-        def law(X: torch.Tensor) -> torch.Tensor:
-            out = fn(*X.unbind(dim=1))
-            return out if torch.is_tensor(out) else torch.full((len(X),), float(out),
-                                                               dtype=X.dtype, device=X.device)
-        return law
+        return torch_function(self.sympy(index), list(self.symbols_))
 
     def plot(self, X, path=None):
         """Draw the trained network on X (user units), titled with the law; each edge shows
@@ -325,7 +280,7 @@ class KANSR(RegressorMixin, BaseEstimator):
         from .kan.plot import plot as plot_network
         from .verify import round_floats
 
-        arr = self._check_X(X)
+        arr = validate_predict_data(self, X)
         if self.network_ is None:
             raise ValueError("no network was trained in this fit: nothing to draw")
         names = ([s.name for s in self.reduction_.group_symbols] if self.reduction_ is not None

@@ -1,12 +1,15 @@
-"""The expression toolkit: evaluating a formula on data (one rule for complex values) and
-scoring it (R^2, relative MSE)."""
+"""The expression toolkit: evaluating a formula on data (one rule for complex values),
+as a torch function, and scoring it (R^2, relative MSE)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import sympy
+
+if TYPE_CHECKING:
+    import torch
 
 #: A value whose imaginary part exceeds this share of its magnitude (plus an absolute 1e-12)
 #: is not a real result: it becomes NaN (a log or root that left its domain).
@@ -44,6 +47,21 @@ def evaluate(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray) -
     with np.errstate(all="ignore"):
         out = fn(*X.T)
     return real_values(out, len(X))
+
+
+def torch_function(expr: sympy.Expr, symbols: Sequence[sympy.Symbol]
+                   ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The formula as a differentiable torch function of X (N, len(symbols)) -> (N,); a
+    constant formula gives a constant column of X's dtype and device."""
+    import torch
+
+    fn = sympy.lambdify(symbols, expr, modules="torch")
+
+    def law(X: torch.Tensor) -> torch.Tensor:
+        out = fn(*X.unbind(dim=1))
+        return out if torch.is_tensor(out) else torch.full((len(X),), float(out),
+                                                           dtype=X.dtype, device=X.device)
+    return law
 
 
 def r2_score(y: np.ndarray, pred: np.ndarray) -> float:

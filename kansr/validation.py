@@ -1,4 +1,5 @@
-"""Checks on what users hand the estimator: parameters, variable names, data, magnitudes.
+"""Checks on what users hand the estimator: parameters, variable names, data, magnitudes;
+the data of `KANSR.fit` and `KANSR.predict` (`validate_fit_data`, `validate_predict_data`).
 
 Every check here runs before any training and raises an error that names the problem.
 """
@@ -13,7 +14,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import sympy
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .match.library import Library
 
@@ -178,3 +182,40 @@ def check_units(units: Any, y_units: Any, names: Sequence[str]) -> tuple[list, A
     if len(units) != len(names):
         raise ValueError(f"{len(units)} units for {len(names)} variables {list(names)}")
     return units, y_units
+
+
+def validate_fit_data(estimator: BaseEstimator, X: Any, y: Any, variable_names: Sequence[str] | None
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """X, y and the variable names of a fit: pandas X and y must share an index; then
+    `check_frame` and scikit-learn's `validate_data` (which records n_features_in_ and
+    feature_names_in_ on `estimator`). Names: `variable_names`, else DataFrame columns, else
+    x0, x1, ..."""
+    if isinstance(X, pd.DataFrame) and isinstance(y, pd.Series | pd.DataFrame) \
+            and not X.index.equals(y.index):
+        raise ValueError("X and y are pandas objects with different indexes: rows would "
+                         "be paired by position; align them (e.g. y = y.loc[X.index]) or "
+                         "pass numpy arrays")
+    check_frame(X)  # before scikit-learn's own checks, whose messages name no column
+    Xa, ya = validate_data(estimator, X, y, dtype=np.float64, y_numeric=True,
+                           ensure_min_samples=MIN_ROWS)
+    if variable_names is not None:
+        names = list(variable_names)
+        if len(names) != Xa.shape[1]:
+            raise ValueError(f"{len(names)} variable names for {Xa.shape[1]} columns of X")
+    elif hasattr(estimator, "feature_names_in_"):
+        names = list(estimator.feature_names_in_)
+    else:
+        names = [f"x{i}" for i in range(Xa.shape[1])]
+    return Xa, ya, check_names(names)
+
+
+def validate_predict_data(estimator: BaseEstimator, X: Any) -> np.ndarray:
+    """X for a fitted estimator (predict, plot): DataFrame columns are matched to the fit's by
+    name, then the fit's checks without resetting what the fit recorded."""
+    check_is_fitted(estimator, "equations_")
+    names = getattr(estimator, "feature_names_in_", None)
+    if isinstance(X, pd.DataFrame) and names is not None \
+            and set(map(str, X.columns)) == set(names) and len(X.columns) == len(names):
+        X = X[list(names)]  # columns are matched by name, not position
+    check_frame(X)
+    return validate_data(estimator, X, reset=False, dtype=np.float64)

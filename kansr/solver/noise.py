@@ -19,9 +19,16 @@ an optional smoothing for very noisy tables.
 
 from __future__ import annotations
 
+import math
+from typing import Sequence
+
 import numpy as np
+import pandas as pd
+import sympy
 from scipy import stats
 from sklearn.neighbors import NearestNeighbors
+
+from ..expr import evaluate
 
 #: Rows whose residuals estimate the noise (the estimate's relative error is ~sqrt(2/n)).
 MAX_QUERIES = 4000
@@ -98,6 +105,20 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0, keep: float = KE
     r2 = (y[queries] / peak - pred) ** 2 / (1.0 + lev)
     kept = np.sort(r2)[: max(int(keep * len(r2)), 1)]
     return float(np.sqrt(np.mean(kept) / _trimmed_chi2_mean(keep))) * peak
+
+
+def noise_bound(X: np.ndarray, y: np.ndarray, seed: int, front: pd.DataFrame,
+                symbols: Sequence[sympy.Symbol]) -> float:
+    """The smaller of the two upper bounds on the noise's standard deviation (y's units):
+    `estimate_noise` and the RMS error of the most accurate formula on `front` (a Pareto
+    front with ``loss`` and ``sympy`` columns, over `symbols`)."""
+    local = estimate_noise(X, y, seed)
+    finest = front.loc[front["loss"].idxmin(), "sympy"]
+    pred = evaluate(finest, symbols, X)
+    peak = float(np.max(np.abs(y))) or 1.0  # squares near 1e300 would overflow
+    rmse = peak * float(np.sqrt(np.mean(((pred - y) / peak) ** 2))) \
+        if np.all(np.isfinite(pred)) else math.inf
+    return min(local, rmse)
 
 
 def relative_noise(noise_std: float, y: np.ndarray) -> float:
