@@ -50,6 +50,32 @@ def test_losses_and_gradients_equal_autograd(width, arity):
     batch.release()
 
 
+@pytest.mark.parametrize("width,arity", [([2, 5, 1], 2), ([3, (2, 1), (1, 1), 1], 2)])
+def test_penalty_equals_each_networks_own(width, arity):
+    X, y = _data(d=width[0])
+    y = X[:, :1] * X[:, -1:]
+    nets = _nets(width, 3, arity)
+    for net in nets[1:]:  # networks on different grids
+        net.update_grid(X[: 50 * int(net.seed + 1)])
+    refs = copy.deepcopy(nets)
+    batch = BatchedMSE(nets)
+    active = np.array([True, False, True])
+    batch.zero_grad(np.ones(3, dtype=bool))
+    values = batch.regularization(X.expand(3, *X.shape), 1.0, 2.0, active, scale=0.5)
+    for r, ref in enumerate(refs):
+        reg = ref.regularization(X)
+        assert values[r] == pytest.approx(float(reg.detach()), rel=1e-10)
+        params = [getattr(l, n) for l in ref.layers for n in ("coef", "w_sp", "w_base", "bias")]
+        grads = torch.autograd.grad(reg, params, allow_unused=True)  # the output bias is free
+        grads = [torch.zeros_like(q) if g is None else g for g, q in zip(grads, params)]
+        mine = [getattr(l, n).grad for l in nets[r].layers
+                for n in ("coef", "w_sp", "w_base", "bias")]
+        for g, m in zip(grads, mine):  # scaled, and only where the network is active
+            torch.testing.assert_close(m, 0.5 * g if active[r] else torch.zeros_like(g),
+                                       rtol=1e-9, atol=1e-12)
+    batch.release()
+
+
 def test_each_network_trains_and_keeps_its_best_state():
     X, y = _data()
     Xv, yv = _data(200, seed=1)

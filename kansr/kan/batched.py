@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from . import kernels
 from .fused import ENABLED as _FUSED
 from .kernels import _jit
-from .lbfgs import _RingHistory
+from .lbfgs import BatchedLBFGS
+from .spline import basis_table, eval_basis
 from .network import KAN
 from .train import History, _update_grid, fit
 from .validation import check_xy
@@ -45,8 +46,6 @@ from .validation import check_xy
 log = logging.getLogger(__name__)
 
 _PARAM_NAMES = ("coef", "w_sp", "w_base", "bias")
-C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants (Nocedal & Wright)
-MAX_GROW = 4  # doublings of a step whose slope stays steep
 
 
 # --------------------------------------------------------------------- compiled loops
@@ -133,6 +132,8 @@ class BatchedMSE:
         self.flat, self.grad = flat, torch.zeros_like(flat)
         self.x, self.g = flat.numpy(), self.grad.numpy()
         offsets = np.concatenate([[0], np.cumsum(sizes)])
+        self._offsets = offsets
+        self._shapes = [tuple(p.shape) for p in params[0]]
         for r, ps in enumerate(params):
             for p, a, b in zip(ps, offsets[:-1], offsets[1:]):
                 p.data = flat[r, a:b].view_as(p)
@@ -148,7 +149,9 @@ class BatchedMSE:
                 views.append((self.x[:, a:b].reshape(R, *shape),
                               self.g[:, a:b].reshape(R, *shape)))
             tables = [m.layers[l].spline_table() for m in self.models]
+            grids = torch.cat([m.layers[l].grid for m in self.models])  # (R * I, n)
             self.layers.append(dict(
+                table_all=basis_table(grids, self.k),  # every network's inputs side by side
                 params=[v[0] for v in views], grads=[v[1] for v in views],
                 grid=np.stack([t.grid.numpy() for t in tables]),
                 recip=np.stack([t.recip.numpy() for t in tables]),
@@ -243,144 +246,54 @@ class BatchedMSE:
                 grad = S["g_x"]
         return losses
 
+    def regularization(self, xr: torch.Tensor, l1: float, entropy: float,
+                       active: np.ndarray, scale: float = 1.0, in_floor: float = 0.1,
+                       eps: float = 1e-12) -> np.ndarray:
+        """`KAN.regularization` of every network on its rows xr (R, B, d), in one autograd
+        graph: the values (R,); `scale` times their gradients is added into the active rows
+        of `grad`.
+
+        The inputs of all R networks' layer are evaluated as one wide layer (R * I inputs, the
+        stacked grids), so the penalty costs about one network's torch ops whatever R is.
+        """
+        R, model = self.R, self.models[0]
+        theta = torch.from_numpy(self.x).detach().clone().requires_grad_(True)
+        off, shapes = self._offsets, self._shapes
+        x = xr
+        total = x.new_zeros(R)
+        for l, L in enumerate(self.layers):
+            coef, w_sp, w_base, bias = (theta[:, off[4 * l + j]:off[4 * l + j + 1]].view(
+                R, *shapes[4 * l + j]) for j in range(4))
+            n_rows, n_in = x.shape[1], x.shape[2]
+            wide = x.permute(1, 0, 2).reshape(n_rows, R * n_in)  # (B, R * I)
+            basis = eval_basis(wide, L["table_all"]).reshape(n_rows, R, n_in, -1)
+            spline = torch.einsum("brik,riok->rbio", basis, coef)
+            live = torch.from_numpy(L["live"])[:, None]  # (R, 1, I, O)
+            acts = (w_sp[:, None] * spline + w_base[:, None]
+                    * torch.nn.functional.silu(x)[..., None]) * live
+            spread_out = (acts - acts.mean(dim=1, keepdim=True)).abs().mean(dim=1)  # (R, I, O)
+            spread_in = (x - x.mean(dim=1, keepdim=True)).abs().mean(dim=1)  # (R, I)
+            mag = spread_out / (spread_in[..., None] + in_floor)
+            p = mag / (mag.sum(dim=(1, 2), keepdim=True) + eps)
+            total = total + l1 * mag.sum(dim=(1, 2)) \
+                + entropy * -(p * torch.log(p + eps)).sum(dim=(1, 2))
+            z = acts.sum(dim=2) + bias[:, None]  # (R, B, O)
+            n_sum, n_mult = L["n_sum"], L["n_mult"]
+            if n_mult:
+                prods = z[..., n_sum:].reshape(R, n_rows, n_mult, self.arity).prod(dim=-1)
+                z = torch.cat([z[..., :n_sum], prods], dim=-1)
+            x = z
+        total.sum().backward()
+        rows = np.flatnonzero(active)
+        self.g[rows] += scale * theta.grad.numpy()[rows]
+        return total.detach().numpy()
+
     def release(self) -> None:
         """Give every network its own parameter tensors back (no shared buffer, no .grad)."""
         for ps in self._params:
             for p in ps:
                 p.data = p.data.clone()
                 p.grad = None
-
-
-class BatchedLBFGS:
-    """L-BFGS for R independent objectives on the rows of one (R, n) array, in lockstep.
-
-    Each network keeps its own history (`lbfgs._RingHistory`), scaling, direction and step
-    length; `step` runs up to `max_iter` iterations and `max_eval` evaluations, as
-    `lbfgs.LBFGS.step` does for one. An evaluation moves only the networks still searching.
-    `done[r]` is set for a network whose gradient or progress falls below tolerance, whose
-    line search fails twice in a row (after the first failure it restarts from steepest
-    descent), or whose loss is not finite; it then stays where it was.
-    """
-
-    def __init__(self, evaluate, x: np.ndarray, g: np.ndarray, lr: float = 1.0,
-                 max_iter: int = 20, max_eval: int | None = None, history_size: int = 10,
-                 tolerance_grad: float = 1e-32, tolerance_change: float = 1e-32) -> None:
-        self.evaluate, self.x, self.g = evaluate, x, g
-        self.R = x.shape[0]
-        self.lr, self.max_iter = lr, max_iter
-        self.max_eval = max_eval or max_iter * 5 // 4
-        self.tol_grad, self.tol_change = tolerance_grad, tolerance_change
-        self.rings = [_RingHistory(history_size, x[0]) for _ in range(self.R)]
-        self.h_diag = np.ones(self.R)
-        self.n_iter = np.zeros(self.R, dtype=int)
-        self.done = np.zeros(self.R, dtype=bool)
-        self.failures = np.zeros(self.R, dtype=int)
-        self.n_evals = 0
-        # the last accepted step and the gradient before it: the curvature pair is formed
-        # with the gradient after it, at the next direction
-        self._last_s, self._last_g = np.zeros_like(x), np.zeros_like(x)
-
-    def _two_loop(self, r: int, g: np.ndarray) -> np.ndarray:
-        ring = self.rings[r]
-        if ring.count == 0:
-            return -g * self.h_diag[r]
-        return ring.direction(g, self.h_diag[r])
-
-    def step(self, active: np.ndarray) -> np.ndarray:
-        """Iterate the networks in `active` (and not done); returns their losses at the start."""
-        run = active & ~self.done
-        f0 = self.evaluate(run)
-        self.n_evals += 1
-        f, g = f0.copy(), self.g.copy()
-        run &= np.isfinite(f)
-        self.done |= active & ~np.isfinite(f)
-        evals = 1
-        for _ in range(self.max_iter):
-            if not run.any() or evals >= self.max_eval:
-                break
-            d = np.zeros_like(self.x)
-            t = np.zeros(self.R)
-            gtd = np.zeros(self.R)
-            for r in np.flatnonzero(run):
-                gr = g[r]
-                if float(np.abs(gr).max()) <= self.tol_grad:
-                    run[r], self.done[r] = False, True
-                    continue
-                if self.n_iter[r] > 0:
-                    s, yv = self._last_s[r], gr - self._last_g[r]
-                    ys = float(yv @ s)
-                    if ys > 1e-10:  # curvature condition: keep the pair
-                        self.h_diag[r] = ys / float(yv @ yv)
-                        self.rings[r].push(s, yv, 1.0 / ys)
-                    d[r] = self._two_loop(r, gr)
-                    t[r] = self.lr
-                else:
-                    d[r] = -gr
-                    t[r] = min(1.0, 1.0 / float(np.abs(gr).sum())) * self.lr
-                gtd[r] = float(gr @ d[r])
-                if gtd[r] > -self.tol_change:  # not a descent direction
-                    run[r] = False
-            if not run.any():
-                break
-            x0, f_prev = self.x.copy(), f.copy()
-            searching = run.copy()
-            accepted = np.zeros(self.R, dtype=bool)
-            # a point meeting Armijo while the slope is still steep (weak Wolfe's curvature
-            # condition fails) is kept and the step doubled, as strong-Wolfe bracketing would
-            t_acc = np.zeros(self.R)
-            f_acc = np.full(self.R, np.nan)
-            g_acc = np.zeros_like(self.x)
-            has_acc = np.zeros(self.R, dtype=bool)
-            grown = np.zeros(self.R, dtype=int)
-            while searching.any() and evals < self.max_eval:
-                idx = np.flatnonzero(searching)
-                self.x[idx] = x0[idx] + t[idx, None] * d[idx]
-                fn = self.evaluate(searching)
-                evals += 1
-                self.n_evals += 1
-                for r in idx:
-                    armijo = math.isfinite(fn[r]) and fn[r] <= f[r] + C1 * t[r] * gtd[r]
-                    if armijo and not (has_acc[r] and fn[r] > f_acc[r]):
-                        t_acc[r], f_acc[r], has_acc[r] = t[r], fn[r], True
-                        g_acc[r] = self.g[r]
-                        steep = float(self.g[r] @ d[r]) < C2 * gtd[r]
-                        if steep and grown[r] < MAX_GROW:
-                            t[r] *= 2.0
-                            grown[r] += 1
-                            continue
-                        searching[r] = False
-                    elif has_acc[r]:  # the longer step went too far: the last one stands
-                        searching[r] = False
-                    else:  # safeguarded quadratic interpolation of the step
-                        denom = 2.0 * (fn[r] - f[r] - gtd[r] * t[r])
-                        new = -gtd[r] * t[r] ** 2 / denom if math.isfinite(fn[r]) \
-                            and denom > 0 else 0.5 * t[r]
-                        t[r] = min(max(new, 0.1 * t[r]), 0.5 * t[r])
-            accepted = run & has_acc
-            for r in np.flatnonzero(accepted):
-                self.x[r] = x0[r] + t_acc[r] * d[r]
-                self._last_s[r], self._last_g[r] = t_acc[r] * d[r], g[r]
-                f[r], g[r] = f_acc[r], g_acc[r]
-            failed = run & ~accepted
-            for r in np.flatnonzero(failed):
-                # no decrease along d within the evaluations left: stay put and restart from
-                # steepest descent; a network that fails twice in a row has converged as far
-                # as this line search can tell
-                self.x[r] = x0[r]
-                self.failures[r] += 1
-                self.rings[r].clear()
-                self.n_iter[r], self.h_diag[r] = 0, 1.0
-                if self.failures[r] >= 2:
-                    self.done[r] = True
-            self.failures[accepted] = 0
-            run &= accepted
-            for r in np.flatnonzero(run):
-                self.n_iter[r] += 1
-                moved = abs(t[r]) * float(np.abs(d[r]).max())
-                if moved <= self.tol_change or abs(f[r] - f_prev[r]) < self.tol_change:
-                    run[r], self.done[r] = False, True
-        self.g[:] = g  # the gradients at the accepted points, as the caller expects
-        return f0
 
 
 def _rows_per_network(name: str, X, y, R: int, model: KAN) -> tuple[torch.Tensor, torch.Tensor]:
@@ -487,13 +400,9 @@ def fit_batched(
         last_mse[active] = mse[active]
         if lamb <= 0:
             return mse
-        total = mse.copy()
         with torch.enable_grad():
-            for r in np.flatnonzero(active):
-                reg = models[r].regularization(xr[r], lamb_l1, lamb_entropy)
-                (lamb * reg).backward()
-                total[r] += lamb * float(reg.detach())
-        return total
+            reg = batch.regularization(xr, lamb_l1, lamb_entropy, active, scale=lamb)
+        return mse + lamb * reg
 
     def optimizer() -> BatchedLBFGS:
         return BatchedLBFGS(evaluate, batch.x, batch.g, lr=lr, history_size=10)
