@@ -118,6 +118,15 @@ def test_fit_on_the_device_lowers_the_loss(dtype):
     assert all(layer.grid.device.type == DEVICE for layer in model.layers)
 
 
+def test_batched_fit_on_the_device_trains_every_network():
+    # fit_batched's compiled loops are CPU-only: on the device it trains the networks in turn
+    X, y = _data(1000, 2)
+    nets = [kk.KAN([2, 5, 1], grid=5, seed=s, dtype="float64", device=DEVICE) for s in range(3)]
+    hist = kk.fit_batched(nets, X, y, steps=10, lamb=1e-3, X_val=X[:200], y_val=y[:200])
+    assert all(h.train_loss[-1] < h.train_loss[0] / 10 for h in hist)
+    assert all(p.device.type == DEVICE for net in nets for p in net.parameters())
+
+
 def test_fit_reaches_the_same_quality_on_the_device_as_on_the_cpu():
     X, y = _data(1000, 2)
     losses = []
