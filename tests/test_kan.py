@@ -505,3 +505,16 @@ def test_als_start_can_fix_the_product_output_edge_to_a_line(square_inputs):
     model2 = KAN([2, (0, 1), 1], grid=5, seed=0, dtype="float64")
     init_separable_product(model2, X, torch.exp(X[:, :1] * X[:, 1:2]), fix_line_below=1e-6)
     assert not model2.layers[1].symbolic
+
+
+def test_topology_api_names_edges_nodes_and_symbolic_parameters():
+    model = KAN([3, (1, 1), 1], grid=3, mult_arity=3, seed=0).wire_diagonal_inputs()
+    # wired diagonally: input r feeds only sub-node r of the first layer
+    assert model.live_edges(0) == [(0, 0), (1, 1), (2, 2)]
+    # sub-node 0 is the sum node; sub-nodes 1..3 are the factors of product node 1
+    assert [model.subnode_owner(1, s) for s in range(4)] == [(0, None), (1, 0), (1, 1), (1, 2)]
+    assert model.symbolic_edge(0, 1, 1) is None
+    model.layers[0].fix_edge(1, 1, "sin(x)", (2.0, 0.5, 3.0, -1.0))
+    assert model.symbolic_edge(0, 1, 1).expr == "sin(x)"
+    assert model.edge_params(0, 1, 1) == (2.0, 0.5, 3.0, -1.0)
+    assert model.live_edges(0, spline_only=True) == [(0, 0), (2, 2)]

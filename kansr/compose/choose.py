@@ -158,14 +158,13 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
     # or a sin at a tiny argument mimics 1/x or x to that level. Below it, simplicity rules.
     floor = max(error_floor, _mse(model, X, y) / var_y)
     records: list[EdgeRecord] = []
-    for l, layer in enumerate(model.layers):
-        todo = [tuple(e) for e in torch.nonzero(layer.mask > 0).tolist()
-                if tuple(e) not in layer.symbolic]
+    for l in range(len(model.layers)):
+        todo = model.live_edges(l, spline_only=True)
         for _ in range(len(todo)):
             tr = model.trace(X)
             acts, xin = tr.acts[l].detach(), tr.inputs[l].detach()
             # most important remaining edge first: its choice shapes what the others see
-            i, j = max((e for e in todo if e not in model.layers[l].symbolic),
+            i, j = max((e for e in todo if model.symbolic_edge(l, *e) is None),
                        key=lambda e: float(acts[:, e[0], e[1]].std()))
             x_np = xin[:, i].double().cpu().numpy()
             y_np = acts[:, i, j].double().cpu().numpy()
@@ -249,12 +248,11 @@ def annotate_graph(G: nx.DiGraph, model: KAN, records: list[EdgeRecord]) -> nx.D
     for _, _, e in G.edges(data=True):
         if e["kind"] != "activation":
             continue
-        layer = model.layers[e["layer"]]
         r = by_edge.get((e["layer"], e["i"], e["j"]))
-        sym = layer.symbolic.get((e["i"], e["j"]))
+        sym = model.symbolic_edge(e["layer"], e["i"], e["j"])
         if sym is None:
             continue
-        params = tuple(float(p) for p in layer.sym_params[e["i"], e["j"]].detach().cpu())
+        params = model.edge_params(e["layer"], e["i"], e["j"])
         if r is None:  # fixed before symbolize (a product's linear output edge, say)
             f = sympy.sympify(sym.expr, locals={"x": EDGE_VAR})
             e["formula"] = EdgeOption(sym.expr, f, params, 0, math.nan).formula()

@@ -43,11 +43,10 @@ def _node_id(model: KAN, l: int, j: int) -> Node:
 
 def _subnode_id(model: KAN, l: int, s: int) -> Node:
     """Id of the node an edge into sub-node s of layer l lands on."""
-    n_sum, _ = model.width[l]
-    if s < n_sum or l == len(model.layers):
-        return _node_id(model, l, s)
-    m, r = divmod(s - n_sum, model.mult_arity)
-    return ("sum", l, f"{m}.{r}")  # a product node's own sub-node
+    j, factor = model.subnode_owner(l, s)
+    if factor is None:
+        return _node_id(model, l, j)
+    return ("sum", l, f"{j - model.width[l][0]}.{factor}")  # a product node's own sub-node
 
 
 @torch.no_grad()
@@ -88,8 +87,8 @@ def network_to_graph(model: KAN, X, variable_names: Sequence[str] | None = None,
                     sub = ("sum", l, f"{j - n_sum}.{r}")
                     G.add_node(sub, kind="sum", layer=l, name=None)
                     G.add_edge(sub, node, kind="wire")
-    for l, layer in enumerate(model.layers):
-        live = torch.nonzero(layer.mask > 0).tolist()
+    for l in range(len(model.layers)):
+        live = model.live_edges(l)
         xin = tr.inputs[l].cpu().numpy().astype(np.float64)
         acts = tr.acts[l].cpu().numpy().astype(np.float64)
         for i, s in live:
@@ -99,7 +98,7 @@ def network_to_graph(model: KAN, X, variable_names: Sequence[str] | None = None,
             G.add_edge(src, _subnode_id(model, l + 1, s), kind="activation", layer=l, i=i, j=s,
                        x=xin[:, i].copy(), y=acts[:, i, s].copy(),
                        importance=float(att.edge[l][i, s]), formula=None, candidates=[],
-                       symbolic=(i, s) in layer.symbolic)
+                       symbolic=model.symbolic_edge(l, i, s) is not None)
     set_biases(G, model)
     _drop_dead_nodes(G)
     return G

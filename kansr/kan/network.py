@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import fused as _fused
-from .layer import KANLayer
+from .layer import KANLayer, SymbolicEdge
 
 WidthSpec = Sequence[int | Sequence[int]]
 
@@ -145,6 +145,31 @@ class KAN(nn.Module):
     def __repr__(self) -> str:
         shape = [w[0] if not w[1] else w for w in self.width]
         return f"KAN(width={shape}, grid={[l.grid_size for l in self.layers]}, k={self.k})"
+
+    # ------------------------------------------------------------------ topology
+    def live_edges(self, l: int, *, spline_only: bool = False) -> list[tuple[int, int]]:
+        """(input node i, sub-node j) of every unmasked edge of layer l, in row-major order;
+        `spline_only` leaves out edges already fixed to a symbolic function."""
+        layer = self.layers[l]
+        edges = [(int(i), int(j)) for i, j in torch.nonzero(layer.mask > 0).tolist()]
+        return [e for e in edges if not (spline_only and e in layer.symbolic)]
+
+    def subnode_owner(self, l: int, s: int) -> tuple[int, int | None]:
+        """The node of layer l (1 = first hidden, L = outputs) that sub-node s feeds, and
+        which factor of it it is (None for a sum node)."""
+        n_sum, _ = self.width[l]
+        if s < n_sum:
+            return s, None
+        m, r = divmod(s - n_sum, self.mult_arity)
+        return n_sum + m, r
+
+    def symbolic_edge(self, l: int, i: int, j: int) -> SymbolicEdge | None:
+        """The symbolic function fixed on edge (i, j) of layer l, or None (a spline)."""
+        return self.layers[l].symbolic.get((i, j))
+
+    def edge_params(self, l: int, i: int, j: int) -> tuple[float, float, float, float]:
+        """(a, b, c, d) of a symbolic edge c * f(a * x + b) + d."""
+        return tuple(float(p) for p in self.layers[l].sym_params[i, j].detach().cpu())
 
     # ------------------------------------------------------------------ forward
     def node_op(self, z: torch.Tensor, l: int) -> torch.Tensor:
