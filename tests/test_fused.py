@@ -136,6 +136,26 @@ def test_network_mse_equals_autograd(width, monkeypatch):
     assert not fused.NetworkMSE.supports(model, X)
 
 
+@pytest.mark.parametrize("width", [[3, 5, 2], [2, (1, 1), 1], [3, (0, 2), 1], [2, 2]])
+def test_network_mse_with_symbolic_edges_in_the_last_layer_equals_autograd(width, monkeypatch):
+    """A separable product's fixed output line (a symbolic edge of the last layer) keeps the
+    autograd-free loss: same MSE, same gradients (sym_params and earlier layers included)."""
+    model, X, y = _model(width, torch.float64)
+    if len(model.layers) > 1:
+        model.layers[0].unfix_edge(1, 0)
+    last = model.layers[-1]
+    last.fix_edge(0, 0, "x", (1.3, -0.2, 0.7, 0.1))
+    last.fix_edge(last.in_dim - 1, last.out_dim - 1, "sin(x)", (0.9, 0.3, 1.1, -0.4))
+    assert fused.NetworkMSE.supports(model, X)
+    monkeypatch.setattr(fused, "ENABLED", False)
+    ref, grads_ref = _loss_and_grads(model, X, y)
+    model.zero_grad(set_to_none=True)
+    monkeypatch.setattr(fused, "ENABLED", True)
+    mse = fused.NetworkMSE(model, X, y)()
+    torch.testing.assert_close(mse, torch.mean((ref - y) ** 2), atol=1e-14, rtol=0)
+    _assert_param_grads(model, grads_ref)
+
+
 @pytest.mark.parametrize("width", [[2, 1, 1], [3, (0, 2), 1], [3, 5, 2]])
 def test_network_mse_reuses_the_first_layer_basis_across_evaluations(width, monkeypatch):
     """`fit` evaluates the same rows many times: the first layer's basis is kept, and an

@@ -2,7 +2,8 @@
 
 from .batched import fit_batched
 from .init import additive_fit_error, init_separable_product, product_fit_error
-from .layer import KANLayer, torch_function
+from .layer import KANLayer
+from .symbolic import torch_function
 from .network import KAN, Trace, normalize_width
 from .plot import plot
 from .prune import Attribution, attribution, prune, remove_node, shrink

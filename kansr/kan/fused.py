@@ -23,15 +23,18 @@ requires grad.
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import NamedTuple
 
 import numpy as np
+import sympy
 import torch
 from torch.autograd.function import once_differentiable
 
 from . import kernels
 from .spline import SplineTable, eval_basis_kib
+from .symbolic import torch_function
 
 # KANSR_FUSED=0 turns the fused path off (debugging, comparing against the autograd path).
 ENABLED = os.environ.get("KANSR_FUSED", "1") != "0"
@@ -193,6 +196,22 @@ def _grad_array(p: torch.Tensor) -> np.ndarray | None:
     return p.grad.numpy()
 
 
+@functools.lru_cache(maxsize=64)
+def _derivative(expr: str):
+    """f' of a symbolic edge's f(x) as a torch callable (cached per expression), or None where
+    it has no torch form (then `NetworkMSE` leaves the network to autograd)."""
+    x = sympy.Symbol("x", real=True)  # Abs' = sign on the reals
+    d = sympy.diff(sympy.sympify(expr, locals={"x": x}), x)
+    d = d.replace(lambda e: isinstance(e, sympy.DiracDelta), lambda e: sympy.S.Zero)
+    d = d.subs(x, sympy.Symbol("x"))
+    try:
+        fn = torch_function(d)
+        fn(torch.tensor([0.37, -0.61], dtype=torch.float64))  # elementwise, not scalar code
+    except Exception:  # noqa: BLE001 - any function torch cannot evaluate
+        return None
+    return fn
+
+
 class NetworkMSE:
     """Mean squared error of a KAN on fixed rows, and its gradient, without autograd.
 
@@ -226,11 +245,14 @@ class NetworkMSE:
     @staticmethod
     def supports(model, X: torch.Tensor) -> bool:
         """A KAN (not another network `fit` trains, e.g. a baseline MLP), CPU rows that need
-        no gradient, numba present, no symbolic edges."""
+        no gradient, numba present, symbolic edges (if any) only in the last layer (a separable
+        product's fixed output line, say: the common case)."""
         from .network import KAN  # network imports this module
 
         return (ENABLED and isinstance(model, KAN) and use_kernel(X) and not X.requires_grad
-                and all(not layer.symbolic for layer in model.layers))
+                and all(not layer.symbolic for layer in model.layers[:-1])
+                and all(_derivative(e.expr) is not None
+                        for e in model.layers[-1].symbolic.values()))
 
     _NAMES = ("coef", "w_sp", "w_base", "bias")
 
@@ -282,6 +304,7 @@ class NetworkMSE:
             self._plan = self._make_plan()
             self._plan_key = self._key()  # the plan may have created gradients
         bufs, live = self._bufs, self._live
+        x_in = x
         for l, (buf, (table, grid, recip, params, _, n_sum, n_mult)) in enumerate(
                 zip(bufs, self._plan)):
             if l > 0 or self._table0 is not table:  # else the basis of X is still there
@@ -293,7 +316,9 @@ class NetworkMSE:
                                   buf.coef_eff, buf.z, buf.x_next)
             if l == 0:
                 self._table0 = table
-            x = buf.x_next
+            x_in, x = x, buf.x_next
+        last = model.layers[-1]
+        sym = self._symbolic_forward(last, x_in, x) if last.symbolic else None
         mse = kernels.mse_and_grad(x, self._y, self._g_out)
         grad = self._g_out
         for l in range(len(bufs) - 1, -1, -1):
@@ -301,5 +326,38 @@ class NetworkMSE:
             kernels.layer_backward(grad, buf.z, n_sum, n_mult, arity, l > 0, buf.dense,
                                    buf.ddense, params[0], params[1], live[l], buf.coef_eff,
                                    buf.g_z, buf.g_raw, buf.g_block, buf.h, *grads, buf.g_x)
+            if sym is not None and l == len(bufs) - 1:
+                self._symbolic_backward(sym, grad, buf.g_x if l > 0 else None)
             grad = buf.g_x
         return torch.tensor(mse, dtype=model.dtype)
+
+    @staticmethod
+    def _symbolic_forward(layer, x_in: np.ndarray, out: np.ndarray) -> list:
+        """Add the last layer's symbolic edges c * f(a x_i + b) + d to its output `out` (O, B)
+        in place; what `_symbolic_backward` needs (f and f' at a x_i + b)."""
+        saved = []
+        with torch.no_grad():
+            for (i, j), edge in layer.symbolic.items():
+                xi = torch.from_numpy(x_in[i])
+                a, b, c, d = (float(v) for v in layer.sym_params[i, j])
+                m = float(layer.mask[i, j])
+                u = a * xi + b
+                fu, dfu = edge.fn(u), _derivative(edge.expr)(u)
+                out[j] += (m * (c * fu + d)).numpy()
+                saved.append((i, j, xi, a, c, m, fu, dfu))
+        return saved
+
+    def _symbolic_backward(self, saved: list, g_out: np.ndarray, g_x: np.ndarray | None) -> None:
+        """Gradients of the symbolic edges, in closed form: added into `sym_params.grad` and,
+        where the layer's input needs one, into g_x (I, B)."""
+        sym = self.model.layers[-1].sym_params
+        if sym.requires_grad and sym.grad is None:
+            sym.grad = torch.zeros_like(sym)
+        for i, j, xi, a, c, m, fu, dfu in saved:
+            g = torch.from_numpy(g_out[j]) * m
+            inner = g * c * dfu  # d loss / d u, u = a x + b
+            if sym.grad is not None:
+                sym.grad[i, j] += torch.stack([(inner * xi).sum(), inner.sum(), (g * fu).sum(),
+                                               g.sum()])
+            if g_x is not None:
+                g_x[i] += (inner * a).numpy()

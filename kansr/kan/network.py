@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from . import fused as _fused
-from .layer import KANLayer, SymbolicEdge
+from .layer import KANLayer
+from .symbolic import SymbolicEdge
 
 WidthSpec = Sequence[int | Sequence[int]]
 
