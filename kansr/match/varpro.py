@@ -410,8 +410,12 @@ def canonical(data: EdgeSamples, prim: Primitive, alpha: float, beta: float) -> 
 
 @functools.lru_cache(maxsize=None)
 def is_identity(expr: sympy.Expr) -> bool:
-    """Whether the primitive's expression is ``x`` itself (fitted by plain linear regression)."""
-    return sympy.simplify(expr - X) == 0
+    """Whether the primitive's expression is ``x`` itself (fitted by plain linear regression).
+
+    Expanded, not simplified: `simplify` cost ~70 ms a primitive, 1.7 s of every fresh
+    process for the default library, and a library writes the identity as x (or x*1, 2*x/2).
+    """
+    return expr == X or sympy.expand(expr - X) == 0
 
 
 # --------------------------------------------------------------------------- #
