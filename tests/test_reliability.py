@@ -400,6 +400,19 @@ def test_inconsistent_units_are_rejected_before_training(no_training):
         KANSR(**QUICK).fit(X, X[:, 0], units=["kg", "m/s"])
 
 
+def test_units_that_leave_no_group_give_the_law_at_once():
+    # Coulomb's field: the units fix the monomial, the reduced target is the constant 1/(4 pi)
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(1, 5, 500), rng.uniform(1, 5, 500), rng.uniform(1, 5, 500)])
+    y = X[:, 0] / (4 * np.pi * X[:, 1] * X[:, 2] ** 2)
+    model = KANSR(random_state=0, max_time=30).fit(
+        X, y, variable_names=["q", "epsilon", "r"], units=["A*s", "A^2*s^4/(kg*m^3)", "m"],
+        y_units="kg*m/(A*s^3)")
+    q, eps, r = sp.symbols("q epsilon r")
+    assert len(model.reduction_.groups) == 0
+    assert sp.simplify(model.sympy() - q / (4 * sp.pi * eps * r**2)) == 0, model.sympy()
+
+
 @pytest.mark.slow
 def test_relativistic_mass_with_units_is_found_exactly():
     rng = np.random.default_rng(0)

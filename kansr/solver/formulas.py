@@ -230,7 +230,7 @@ def between_samples(X: np.ndarray, n: int = PROBE_POINTS, seed: int = 0) -> np.n
     from sklearn.neighbors import NearestNeighbors
 
     X = np.asarray(X, dtype=float)
-    if len(X) < 2:
+    if len(X) < 2 or X.shape[1] == 0:  # no inputs (a constant's front): nothing in between
         return X.copy()
     rng = np.random.default_rng(seed)
     lo, hi = X.min(axis=0), X.max(axis=0)
