@@ -82,8 +82,11 @@ def test_additive_split_found_for_product_plus_sin_and_only_for_that_split(sourc
     # and f depends on x0, x1 only through x0 * x1
     sym = symmetry_tests(oracle, lo, hi, tol, np.random.default_rng(1), pairs=[(0, 1), (1, 2)])
     assert {(r.test, r.pair) for r in sym if r.passed} == {("product", (0, 1))}
-    best = separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))[0]
-    assert (best.test, best.split) == ("additive", ((0, 1), (2,)))
+    # the symmetry ranks first: its part is the data itself, one variable fewer
+    ranked = [r for r in separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))
+              if r.passed]
+    assert [(r.test, r.pair or r.split) for r in ranked] == [("product", (0, 1)),
+                                                            ("additive", ((0, 1), (2,)))]
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -241,6 +244,20 @@ def test_symmetry_part_replaces_the_pair_by_its_combination():
     _close(recombine(dec, [u ** 2 + z], [X0, X1, X2]), law, lo, hi)
     with pytest.raises(ValueError, match="not among its variables"):
         recombine(dec, [X0 + z], [X0, X1, X2])
+
+
+def test_symmetry_part_keeps_the_datas_own_values():
+    law, lo, hi, _ = LAWS["difference_square"]
+    data = np.random.default_rng(3).uniform(-1, 1, (400, 3))
+    measured = law(data) + 0.01  # not what the oracle says: the part must keep these
+    dec = symmetry_part(law, (0, 1), "difference", lo, hi, np.random.default_rng(0), X=data,
+                        y=measured)
+    (part,) = dec.parts
+    np.testing.assert_array_equal(part.y, measured)
+    assert not part.from_oracle
+    with pytest.raises(ValueError, match="one value per row"):
+        symmetry_part(law, (0, 1), "difference", lo, hi, np.random.default_rng(0), X=data,
+                      y=measured[:10])
 
 
 def test_network_parts_give_the_law_from_the_network():

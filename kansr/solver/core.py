@@ -54,6 +54,10 @@ class Problem:
     X: np.ndarray
     y: np.ndarray
     symbols: list[sympy.Symbol]
+    #: relative MSE (share of var(y)) by which y is known to differ from the law, e.g. a part
+    #: of a split generated from a network: thresholds treat it as noise that is there even
+    #: where a network fits these smooth values far better
+    error_floor: float = 0.0
 
 
 @dataclass
@@ -210,8 +214,8 @@ FIRST_SYMBOLIC_SHARE = 0.5
 def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
            scaling: Scaling, budget: Budget, seed: int, depth: int) -> tuple[list, object]:
     """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
-    def solve_part(X, y, symbols, part_budget):
-        return solve(Problem(X, y, symbols), opts, part_budget, seed, depth + 1)
+    def solve_part(X, y, symbols, part_budget, error_floor=0.0):
+        return solve(Problem(X, y, symbols, error_floor), opts, part_budget, seed, depth + 1)
 
     oracle_net = min(networks, key=lambda n: n.val_mse)
     try:
@@ -247,15 +251,15 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     scaling = Scaling.fit(X, y)
     rng = np.random.default_rng(seed)
     # one input: curvature between neighbours is negligible, average every residual
-    noise_rel = relative_noise(estimate_noise(X, y, seed, keep=1.0 if X.shape[1] == 1
-                                              else KEEP), y)
+    noise_rel = max(relative_noise(estimate_noise(X, y, seed, keep=1.0 if X.shape[1] == 1
+                                                  else KEEP), y), problem.error_floor)
     exprs: list[sympy.Expr] = []
     if np.ptp(y) == 0:  # a part of a split can be constant
         return SolveResult(formula_front([sympy.Float(float(y[0]))], symbols, X, y), [],
                            scaling)
     if X.shape[1] == 1 and opts.width is None:
         # with one input the local fits are nearly unbiased: their estimate is the floor
-        floor = noise_floor(noise_rel)
+        floor = max(noise_floor(noise_rel), problem.error_floor)
         try:  # the rows themselves are the one edge: matched directly, often exactly
             exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
                                            opts.symbolic, budget, exact_tol(floor))
@@ -284,7 +288,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                                transform=transform)
     networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng, noise_rel)
     best_val = min((n.val_mse for n in networks), default=math.inf)
-    floor = noise_floor(noise_rel, best_val)
+    floor = max(noise_floor(noise_rel, best_val), problem.error_floor)
     log.info("noise: local estimate %.3g, best network %.3g (relative MSE) -> floor %.3g",
              noise_rel, best_val, floor)
     tol = exact_tol(floor)
@@ -292,7 +296,25 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                          transform=transform)
     failures: list[str] = []
     can_split = depth < MAX_DEPTH and X.shape[1] >= 2 and bool(networks)
-    for k, net in enumerate(networks):
+    if can_split and not networks[0].arch.one_node:
+        # Structure before search: the best network is a wide mixed shape, whose reading
+        # takes most of the budget and rarely gives the law; a structure it passes makes
+        # smaller problems the one-node shapes read exactly.
+        can_split = False
+        try:
+            exprs_split, result.decomposition = _split(problem, opts, networks, scaling,
+                                                       budget, seed, depth)
+        except SearchInterrupted:
+            budget.interrupt()
+            exprs_split = []
+        exprs += exprs_split
+        if near_exact(exprs_split, symbols, X, y, tol) or budget.interrupted:
+            networks_to_read: list[TrainedNetwork] = []
+        else:
+            networks_to_read = networks
+    else:
+        networks_to_read = networks
+    for k, net in enumerate(networks_to_read):
         if k and (budget.expired(SYMBOLIC_SHARE)
                   or net.val_mse > FAR_WORSE_RATIO * best_val + 1e-10):
             continue  # out of time, or a far worse network that rarely gives a better formula

@@ -61,13 +61,31 @@ def network_oracle(net: TrainedNetwork, scaling: Scaling) -> Callable[[np.ndarra
     return oracle
 
 
+#: A part's error floor is at most this share of its variance: a part that barely varies
+#: (next to the oracle's error) is nearly constant, and a looser floor would accept anything.
+MAX_PART_FLOOR = 1e-2
+
+
+def part_error_floor(val_mse: float, y: np.ndarray, part_y: np.ndarray) -> float:
+    """The oracle's error on a part, as a share of the part's variance: the network's
+    validation relative MSE `val_mse` (of var(y)) is an absolute error variance the part's
+    values (slices of the same network) carry too."""
+    peak = float(np.max(np.abs(y))) or 1.0  # squares of values near 1e300 overflow
+    var_part = float(np.var(np.asarray(part_y) / peak))
+    if not np.isfinite(val_mse) or not var_part > 0:
+        return 0.0
+    ratio = float(np.var(np.asarray(y) / peak)) / var_part
+    return float(min(max(val_mse, 0.0) * ratio, MAX_PART_FLOOR))
+
+
 def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                        net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
                        budget: Budget, seed: int) -> tuple[list[sympy.Expr], Split | None]:
     """Formulas from splitting the problem along the first structure the network passes.
 
-    `solve_part(X, y, symbols, budget) -> SolveResult` solves one part (the solver itself,
-    one level deeper). Returns the recombined formulas (refitted on X, y) and the tree.
+    `solve_part(X, y, symbols, budget, error_floor) -> SolveResult` solves one part (the
+    solver itself, one level deeper); error_floor is the network's error as a share of the
+    part's variance, so that the part's search stops where the network cannot tell better. Returns the recombined formulas (refitted on X, y) and the tree.
     """
     oracle = network_oracle(net, scaling)
     tol = max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
@@ -78,8 +96,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
         return [], None
     best = passed[0]
     names = [s.name for s in symbols]
-    rows = X[rng.permutation(len(X))[:PART_ROWS]]
-    dec = decompose(oracle, best, lo, hi, rng, X=rows)
+    pick = rng.permutation(len(X))[:PART_ROWS]
+    dec = decompose(oracle, best, lo, hi, rng, X=X[pick], y=y[pick])
     log.info("structure: %s (margin %.2g) splits %s into %s", best.test, best.margin, names,
              [p.names(names) for p in dec.parts])
     tree = Split(best.test, names, best.margin,
@@ -89,7 +107,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     for k, part in enumerate(dec.parts):
         part_syms = [sympy.Symbol(n) for n in part.names(names)]
         share = 1.0 / (len(dec.parts) - k)  # what the earlier parts left, shared equally
-        sub = solve_part(part.X, part.y, part_syms, parts_budget.slice(share))
+        floor = part_error_floor(net.val_mse, y, part.y) if part.from_oracle else 0.0
+        sub = solve_part(part.X, part.y, part_syms, parts_budget.slice(share), floor)
         part_exprs.append(select_best(sub.front, "auto", n_rows=len(part.y),
                                       noisy=sub.noise_floor > 0)["sympy"])
         tree.parts.append(sub.decomposition)

@@ -49,6 +49,14 @@ class Architecture:
     separable: bool = False
     sparsify: bool = True
 
+    @property
+    def one_node(self) -> bool:
+        """Every hidden layer is one node (a sum or a product): the formula is read one
+        input's edge at a time, f(sum_i g_i(x_i)) or prod_i g_i(x_i), quickly and often
+        exactly; a wider mixed shape's reading is slow and rarely the law by itself."""
+        return all((sum(w) if isinstance(w, (tuple, list)) else w) == 1
+                   for w in self.width[1:-1])
+
 
 @dataclass
 class TrainSettings:

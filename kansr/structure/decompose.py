@@ -66,6 +66,9 @@ class Part:
     columns: tuple[Column, ...]
     X: np.ndarray
     y: np.ndarray
+    #: y holds the oracle's values (a slice at a reference point, which the data cannot
+    #: give), not the data's own: it carries the oracle's error
+    from_oracle: bool = True
 
     def names(self, names: Sequence[str]) -> list[str]:
         """Variable names for solving this part, from the original variables' names."""
@@ -142,9 +145,11 @@ def split_parts(oracle: Oracle, split, lo, hi, rng: np.random.Generator, *,
 
 
 def symmetry_part(oracle: Oracle, pair, kind: str, lo, hi, rng: np.random.Generator, *,
-                  X=None, n: int = 1000) -> Decomposition:
+                  X=None, y=None, n: int = 1000) -> Decomposition:
     """One part with the pair (i, j) replaced by u = combine(kind, x_i, x_j) (last column):
-    X_new = [other columns, u], y = f(rows)."""
+    X_new = [other columns, u], y = f(rows). Given the data's own y at the rows X, the part
+    keeps it: a symmetry needs no slice, so the part is the data, free of the oracle's
+    error."""
     if kind not in PAIR_TESTS:
         raise ValueError(f"symmetry_part needs one of {PAIR_TESTS}, got {kind!r}")
     lo, hi = check_box(lo, hi)
@@ -153,16 +158,22 @@ def symmetry_part(oracle: Oracle, pair, kind: str, lo, hi, rng: np.random.Genera
     rest = [k for k in range(len(lo)) if k not in (i, j)]
     u = PairVariable(kind, i, j)
     Xn = np.column_stack([rows[:, rest], u.values(rows)])
+    if y is not None and X is not None:
+        y = np.asarray(y, dtype=np.float64).reshape(-1)
+        if y.shape != (len(rows),):
+            raise ValueError(f"y must hold one value per row of X ({len(rows)}), got {y.shape}")
+        return Decomposition(kind, (Part(tuple(rest) + (u,), Xn, y.copy(), from_oracle=False),))
     return Decomposition(kind, (Part(tuple(rest) + (u,), Xn, query(oracle, rows)),))
 
 
 def decompose(oracle: Oracle, result: SeparabilityResult, lo, hi, rng: np.random.Generator, *,
-              X=None, n: int = 1000) -> Decomposition:
-    """The sub-problems of a (passed) test result: `split_parts` or `symmetry_part`."""
+              X=None, y=None, n: int = 1000) -> Decomposition:
+    """The sub-problems of a (passed) test result: `split_parts` or `symmetry_part` (which
+    keeps the data's y where given: see there)."""
     if result.split is not None:
         return split_parts(oracle, result.split, lo, hi, rng, test=result.test,
                            constant=result.constant, X=X, n=n)
-    return symmetry_part(oracle, result.pair, result.test, lo, hi, rng, X=X, n=n)
+    return symmetry_part(oracle, result.pair, result.test, lo, hi, rng, X=X, y=y, n=n)
 
 
 def _in_original_symbols(part: Part, expr: sympy.Expr,
