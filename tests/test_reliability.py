@@ -413,6 +413,20 @@ def test_units_that_leave_no_group_give_the_law_at_once():
     assert sp.simplify(model.sympy() - q / (4 * sp.pi * eps * r**2)) == 0, model.sympy()
 
 
+def test_units_that_contradict_the_data_are_dropped_with_a_warning():
+    # a wrong exponent (epsilon's units inverted) makes the units fix a law the data refute
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(1, 5, 500), rng.uniform(1, 5, 500), rng.uniform(1, 5, 500)])
+    y = X[:, 0] / (4 * np.pi * X[:, 1] * X[:, 2] ** 2)
+    with pytest.warns(UserWarning, match="units do not describe these data"):
+        model = KANSR(random_state=0, max_time=30).fit(
+            X, y, variable_names=["q", "epsilon", "r"],
+            units=["A*s", "kg*m^3/(A^2*s^4)", "m"], y_units="kg*m/(A*s^3)")
+    q, eps, r = sp.symbols("q epsilon r")
+    assert model.reduction_ is None
+    assert sp.simplify(model.sympy() - q / (4 * sp.pi * eps * r**2)) == 0, model.sympy()
+
+
 @pytest.mark.slow
 def test_relativistic_mass_with_units_is_found_exactly():
     rng = np.random.default_rng(0)

@@ -8,6 +8,7 @@ the user's variables exactly, and the network's view of the user's X kept for pr
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -16,6 +17,7 @@ import pandas as pd
 import sympy
 import torch
 
+from ..expr import evaluate, r2_score
 from ..kan import KAN
 from ..structure import DimensionalReduction
 from ..validation import Magnitudes
@@ -86,6 +88,12 @@ def _constant_front(y: np.ndarray, symbols, X) -> pd.DataFrame:
     return formula_front([snapped], symbols, X, y)
 
 
+#: Units that leave no dimensionless group fix the law up to one constant; when that law
+#: explains less than this share of y's variance, the units do not describe the data (a
+#: wrong exponent in the table) and the search runs without them.
+UNITS_MISFIT_R2 = 0.5
+
+
 def search(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], opts: SolverOptions,
            budget: Budget, seed: int, units: tuple[Sequence, object] | None = None) -> Found:
     """Solve the user's problem X (N, d), y (N,) in `symbols`; `units` = (input units, output
@@ -116,6 +124,19 @@ def search(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol], opts: 
         log.warning("the target is constant (after the reduction): the law is a constant")
         result = SolveResult(_constant_front(ys, wsyms, Xs), [], Scaling.fit(Xs, ys),
                              last_resort="the target is constant")
+        if reduction is not None and Xs.shape[1] == 0:
+            law = _rename(reduction.to_original(mags.formula(result.front["sympy"].iloc[0],
+                                                              wsyms)), syms)
+            r2 = r2_score(y, evaluate(law, syms, Xl))
+            if not r2 >= UNITS_MISFIT_R2:
+                why = (f"the units leave no dimensionless group, so they fix the law as {law}, "
+                       f"but that explains the data with R^2 = {r2:.3g}: the units do not "
+                       "describe these data (check each variable's exponents); searched "
+                       "without them")
+                warnings.warn(why, UserWarning, stacklevel=2)
+                found = search(X, y, symbols, opts, budget, seed, units=None)
+                found.result.notes.append(why)
+                return found
     else:
         result = solve(Problem(Xs, ys, wsyms), opts, budget, seed)
     exprs = [mags.formula(e, wsyms) for e in result.front["sympy"]]
