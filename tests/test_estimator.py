@@ -28,10 +28,14 @@ LAWS = {
     "sin_times_sin_square": (["x", "y"], [(-1, 1)] * 2,
                              lambda x, y: sp.sin(pi * x) * sp.sin(pi * y**2)),
 }
-# A law no default shape can express without units (m0 times a function of v/c): found
-# with units in tests/test_structure.py.
+# Laws no default shape expresses: found through the structure the trained network shows
+# (an output transform, a ratio symmetry, a homogeneous pair), without units.
 HARD_LAWS = {
     "hypotenuse": (["x", "y"], [(1, 5)] * 2, lambda x, y: sp.sqrt(x**2 + y**2)),
+    "relativistic_mass": (["m0", "v", "c"], [(1, 5), (1, 2), (3, 10)],
+                          lambda m, v, c: m / sp.sqrt(1 - v**2 / c**2)),
+    "normal_density": (["sigma", "theta"], [(1, 3)] * 2,
+                       lambda s, t: sp.exp(-(t / s)**2 / 2) / (sp.sqrt(2 * pi) * s)),
 }
 
 

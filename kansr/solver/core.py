@@ -212,7 +212,8 @@ FIRST_SYMBOLIC_SHARE = 0.5
 
 
 def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
-           scaling: Scaling, budget: Budget, seed: int, depth: int) -> tuple[list, object]:
+           scaling: Scaling, budget: Budget, seed: int, depth: int, exact_tol: float
+           ) -> tuple[list, object]:
     """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
     def solve_part(X, y, symbols, part_budget, error_floor=0.0):
         return solve(Problem(X, y, symbols, error_floor), opts, part_budget, seed, depth + 1)
@@ -220,7 +221,7 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
     oracle_net = min(networks, key=lambda n: n.val_mse)
     try:
         return separated_formulas(problem.X, problem.y, problem.symbols, oracle_net, scaling,
-                                  solve_part, budget, seed)
+                                  solve_part, budget, seed, exact_tol)
     except SearchInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
@@ -303,7 +304,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         can_split = False
         try:
             exprs_split, result.decomposition = _split(problem, opts, networks, scaling,
-                                                       budget, seed, depth)
+                                                       budget, seed, depth, tol)
         except SearchInterrupted:
             budget.interrupt()
             exprs_split = []
@@ -338,7 +339,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE):
             try:
                 found, result.decomposition = _split(problem, opts, networks, scaling, budget,
-                                                     seed, depth)
+                                                     seed, depth, tol)
             except SearchInterrupted:
                 budget.interrupt()
                 break

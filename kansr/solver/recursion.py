@@ -17,7 +17,7 @@ from ..compose.front import select_best
 from ..structure.decompose import decompose, recombine
 from ..structure.separability import separability_tests
 from .budget import Budget
-from .formulas import refit_and_polish
+from .formulas import NEAR_EXACT_REL_MSE, near_exact, refit_and_polish
 from .scaling import Scaling
 from .shapes import TrainedNetwork
 
@@ -29,6 +29,11 @@ MAX_DEPTH = 3
 PARTS_SHARE = 0.6
 #: Rows of the data the parts are generated on (the oracle's values there).
 PART_ROWS = 2000
+#: Passed structures tried in turn while none gives the law (a wrong first pick, e.g. a
+#: ratio written c/v where v/c gives the simple piece, leaves time for the next) ...
+MAX_STRUCTURES = 2
+#: ... as long as this share of the budget is not yet spent.
+RETRY_BEFORE = 0.8
 #: The oracle's relative error used as the tests' tolerance is at least this (a network that
 #: fits to 1e-12 still differs from the law by more than round-off between samples).
 MIN_TOL = 1e-6
@@ -80,27 +85,48 @@ def part_error_floor(val_mse: float, y: np.ndarray, part_y: np.ndarray) -> float
 
 def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                        net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
-                       budget: Budget, seed: int) -> tuple[list[sympy.Expr], Split | None]:
-    """Formulas from splitting the problem along the first structure the network passes.
+                       budget: Budget, seed: int, exact_tol: float = NEAR_EXACT_REL_MSE
+                       ) -> tuple[list[sympy.Expr], Split | None]:
+    """Formulas from splitting the problem along the structures the network passes.
 
     `solve_part(X, y, symbols, budget, error_floor) -> SolveResult` solves one part (the
     solver itself, one level deeper); error_floor is the network's error as a share of the
-    part's variance, so that the part's search stops where the network cannot tell better. Returns the recombined formulas (refitted on X, y) and the tree.
+    part's variance, so that the part's search stops where the network cannot tell better.
+    The passed tests are tried in rank order (at most `MAX_STRUCTURES`) until one gives a
+    formula within `exact_tol` (relative MSE) of y. Returns the recombined formulas
+    (refitted on X, y) and the tree of the first structure that gave the law, else of the
+    first tried.
     """
     oracle = network_oracle(net, scaling)
     tol = max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
     lo, hi = X.min(axis=0), X.max(axis=0)
     rng = np.random.default_rng(seed)
     passed = [r for r in separability_tests(oracle, lo, hi, tol, rng) if r.passed]
-    if not passed:
-        return [], None
-    best = passed[0]
+    exprs: list[sympy.Expr] = []
+    first: Split | None = None
+    for n_tried, result in enumerate(passed[:MAX_STRUCTURES]):
+        if n_tried and (budget.expired(RETRY_BEFORE) or budget.interrupted):
+            break
+        found, tree = _solve_structure(X, y, symbols, net, result, oracle, lo, hi, rng,
+                                       solve_part, budget)
+        exprs += found
+        first = first or tree
+        if found and near_exact(found, symbols, X, y, exact_tol):
+            return exprs, tree
+    return exprs, first
+
+
+def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
+                     rng: np.random.Generator, solve_part: Callable, budget: Budget
+                     ) -> tuple[list[sympy.Expr], Split]:
+    """The parts of one passed test, each solved in its share of the budget, recombined
+    and refitted on X, y."""
     names = [s.name for s in symbols]
     pick = rng.permutation(len(X))[:PART_ROWS]
-    dec = decompose(oracle, best, lo, hi, rng, X=X[pick], y=y[pick])
-    log.info("structure: %s (margin %.2g) splits %s into %s", best.test, best.margin, names,
-             [p.names(names) for p in dec.parts])
-    tree = Split(best.test, names, best.margin,
+    dec = decompose(oracle, result, lo, hi, rng, X=X[pick], y=y[pick])
+    log.info("structure: %s (margin %.2g) splits %s into %s", result.test, result.margin,
+             names, [p.names(names) for p in dec.parts])
+    tree = Split(result.test, names, result.margin,
                  part_variables=[p.names(names) for p in dec.parts])
     parts_budget = budget.slice(PARTS_SHARE)
     part_exprs = []

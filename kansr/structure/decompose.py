@@ -44,7 +44,8 @@ class PairVariable:
 
     def name(self, names: Sequence[str]) -> str:
         """A symbol name for the new column, e.g. 'difference_x0_x1'."""
-        return f"{self.kind}_{names[self.i]}_{names[self.j]}"
+        kind = "ratio" if self.kind == "homogeneous" else self.kind
+        return f"{kind}_{names[self.i]}_{names[self.j]}"
 
     def values(self, X: np.ndarray) -> np.ndarray:
         """(N,) values of the combination on the original rows X (N, d)."""
@@ -85,6 +86,9 @@ class Decomposition:
     ref: np.ndarray | None = None
     f_ref: float = 0.0
     constant: float = 0.0
+    #: a homogeneous pair's (i, j, k, sign): the part is y / |x_j|^k, the whole |x_j|^k times
+    #: it, written (sign * x_j)^k where x_j keeps one sign on the data (sign 0: it does not)
+    degree: tuple[int, int, float, int] | None = None
 
 
 def _rows(X: np.ndarray | None, lo: np.ndarray, hi: np.ndarray, n: int,
@@ -145,11 +149,12 @@ def split_parts(oracle: Oracle, split, lo, hi, rng: np.random.Generator, *,
 
 
 def symmetry_part(oracle: Oracle, pair, kind: str, lo, hi, rng: np.random.Generator, *,
-                  X=None, y=None, n: int = 1000) -> Decomposition:
+                  X=None, y=None, n: int = 1000, degree: float = 0.0) -> Decomposition:
     """One part with the pair (i, j) replaced by u = combine(kind, x_i, x_j) (last column):
     X_new = [other columns, u], y = f(rows). Given the data's own y at the rows X, the part
     keeps it: a symmetry needs no slice, so the part is the data, free of the oracle's
-    error."""
+    error. A homogeneous pair of degree k divides y by x_j^k (the part is F in
+    f = x_j^k F(rest, x_i / x_j))."""
     if kind not in PAIR_TESTS:
         raise ValueError(f"symmetry_part needs one of {PAIR_TESTS}, got {kind!r}")
     lo, hi = check_box(lo, hi)
@@ -158,12 +163,19 @@ def symmetry_part(oracle: Oracle, pair, kind: str, lo, hi, rng: np.random.Genera
     rest = [k for k in range(len(lo)) if k not in (i, j)]
     u = PairVariable(kind, i, j)
     Xn = np.column_stack([rows[:, rest], u.values(rows)])
+    xj = rows[:, j]
+    sign = 1 if np.all(xj > 0) else -1 if np.all(xj < 0) else 0
+    homogeneous = (i, j, float(degree), sign) if kind == "homogeneous" else None
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.abs(rows[:, j]) ** degree if homogeneous else 1.0
     if y is not None and X is not None:
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if y.shape != (len(rows),):
             raise ValueError(f"y must hold one value per row of X ({len(rows)}), got {y.shape}")
-        return Decomposition(kind, (Part(tuple(rest) + (u,), Xn, y.copy(), from_oracle=False),))
-    return Decomposition(kind, (Part(tuple(rest) + (u,), Xn, query(oracle, rows)),))
+        part = Part(tuple(rest) + (u,), Xn, y / scale, from_oracle=False)
+    else:
+        part = Part(tuple(rest) + (u,), Xn, query(oracle, rows) / scale)
+    return Decomposition(kind, (part,), degree=homogeneous)
 
 
 def decompose(oracle: Oracle, result: SeparabilityResult, lo, hi, rng: np.random.Generator, *,
@@ -173,7 +185,8 @@ def decompose(oracle: Oracle, result: SeparabilityResult, lo, hi, rng: np.random
     if result.split is not None:
         return split_parts(oracle, result.split, lo, hi, rng, test=result.test,
                            constant=result.constant, X=X, n=n)
-    return symmetry_part(oracle, result.pair, result.test, lo, hi, rng, X=X, y=y, n=n)
+    return symmetry_part(oracle, result.pair, result.test, lo, hi, rng, X=X, y=y, n=n,
+                         degree=result.degree or 0.0)
 
 
 def _in_original_symbols(part: Part, expr: sympy.Expr,
@@ -199,6 +212,10 @@ def recombine(decomposition: Decomposition, exprs: Sequence[sympy.Expr],
     if len(exprs) != len(dec.parts):
         raise ValueError(f"{dec.test} has {len(dec.parts)} parts, got {len(exprs)} formulas")
     e = [_in_original_symbols(p, x, symbols) for p, x in zip(dec.parts, exprs)]
+    if dec.degree is not None:
+        i, j, k, sign = dec.degree
+        base = sign * symbols[j] if sign else sympy.Abs(symbols[j])
+        return base ** sympy.nsimplify(k) * e[0]
     if dec.test in PAIR_TESTS:
         return e[0]
     f_ref, c = sympy.Float(dec.f_ref), sympy.Float(dec.constant)

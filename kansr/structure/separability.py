@@ -8,7 +8,8 @@ returning (N,) values. The tests query it on fresh points inside the data's boun
 - ``multiplicative``:  f(x_A, x_B) = g(x_A) * h(x_B)        (ratio test, no division)
 - ``offset_product``:  f(x_A, x_B) = c + g(x_A) * h(x_B)    (rank one after removing c)
 - pair symmetries:     f depends on x_i, x_j only through x_i - x_j (``difference``),
-                       x_i + x_j (``sum``), x_i * x_j (``product``) or x_i / x_j (``ratio``).
+                       x_i + x_j (``sum``), x_i * x_j (``product``) or x_i / x_j (``ratio``);
+                       ``homogeneous``: f = x_j^k F(x_i / x_j) for a small rational k != 0.
 
 Every violation is expressed in units of f's spread (its standard deviation on the box), so it
 is comparable with the oracle's own error ``tol`` (validation RMSE / std(y)): a test passes
@@ -33,7 +34,9 @@ Oracle = Callable[[np.ndarray], np.ndarray]
 Split = tuple[tuple[int, ...], tuple[int, ...]]
 
 SPLIT_TESTS = ("additive", "multiplicative", "offset_product")
-PAIR_TESTS = ("difference", "sum", "product", "ratio")
+PAIR_TESTS = ("difference", "sum", "product", "ratio", "homogeneous")
+#: Kinds with their own moves; "homogeneous" reuses the ratio's (see `symmetry_tests`).
+MOVE_KINDS = ("difference", "sum", "product", "ratio")
 
 # Tolerance floor: an exact formula oracle has tol = 0, but float64 round-off in f (relative
 # 1e-16, amplified by cancellation in the differences) must still pass. 1e-6 sits far above
@@ -45,7 +48,7 @@ TOL_FLOOR = 1e-6
 # are normalised so that one value's error counts once (1).
 NOISE_GAIN = {"additive": 2.0, "multiplicative": 1.0, "offset_product": 1.0,
               "difference": np.sqrt(2.0), "sum": np.sqrt(2.0), "product": np.sqrt(2.0),
-              "ratio": np.sqrt(2.0)}
+              "ratio": np.sqrt(2.0), "homogeneous": np.sqrt(2.0)}
 # A network's error is not independent noise: it is larger near the box's corners (where the
 # mixed points of a test often land) and heavier tailed than Gaussian, hence a safety factor.
 # Measured on the tests' networks (relative RMSE 7e-4 to 7e-3): true structures score at most
@@ -57,8 +60,12 @@ SAFETY = 4.0
 # offset-product last: its fitted constant c lets a rank-one surface pass where the law is a
 # function of one combination (1/sqrt(1 - (v/c)^2) leaves 0.006 of its spread, within the
 # threshold of a network fitted to 5e-3).
-PRIORITY = {"difference": 0, "sum": 0, "product": 0, "ratio": 0, "additive": 1,
-            "multiplicative": 2, "offset_product": 3}
+PRIORITY = {"difference": 0, "sum": 0, "product": 0, "ratio": 0, "homogeneous": 1,
+            "additive": 1, "multiplicative": 2, "offset_product": 3}
+# Homogeneous pairs, f(x_i e^s, x_j e^s) = e^(k s) f(x), so f = x_j^k F(x_i / x_j): the degree
+# k is fitted, then snapped to a multiple of this step (laws have small rational degrees),
+# within this bound; k = 0 is the plain ratio symmetry.
+DEGREE_STEP, MAX_DEGREE = 0.5, 4.0
 # Exhaustive split search up to this many variables (2^(d-1) - 1 splits, 127 at d = 8);
 # beyond it candidate splits come from the pairwise interaction graph.
 MAX_EXHAUSTIVE_D = 8
@@ -92,6 +99,8 @@ class SeparabilityResult:
     split: Split | None = None
     pair: tuple[int, int] | None = None
     constant: float | None = None
+    #: the snapped degree k of a homogeneous pair (f = x_j^k F(x_i / x_j)), else None
+    degree: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -335,7 +344,7 @@ def combine(kind: str, xi, xj):
         return xi + xj
     if kind == "product":
         return xi * xj
-    if kind == "ratio":
+    if kind in ("ratio", "homogeneous"):
         return xi / xj
     raise ValueError(f"unknown pair symmetry {kind!r}; use one of {PAIR_TESTS}")
 
@@ -376,13 +385,39 @@ def _log_magnitude_bounds(x: np.ndarray, lo: float, hi: float) -> tuple[np.ndarr
         return np.log(np.minimum(near, np.abs(x))), np.log(np.maximum(reach, np.abs(x)))
 
 
+def _homogeneous(f0: np.ndarray, fY: np.ndarray, s: np.ndarray, spread: float
+                 ) -> tuple[float, float]:
+    """(snapped degree k, score) of f(moved) = e^(k s) f(x) on ratio moves by s; each residual
+    is divided by its sensitivity to the oracle's error in the two values it combines."""
+    ok = np.isfinite(f0) & np.isfinite(fY) & (f0 * fY > 0) & (np.abs(s) > 1e-3)
+    if ok.sum() < 8:
+        return 0.0, float("inf")
+    L = np.log(fY[ok] / f0[ok])
+    k = float(np.sum(s[ok] * L) / np.sum(s[ok] ** 2))
+    k = float(np.clip(np.round(k / DEGREE_STEP) * DEGREE_STEP, -MAX_DEGREE, MAX_DEGREE))
+    with np.errstate(over="ignore", invalid="ignore"):
+        scale = np.exp(k * s)
+        resid = (fY - scale * f0) / (spread * np.sqrt((1.0 + scale ** 2) / 2.0))
+    return k, _rms(resid)
+
+
+def _oriented(i: int, j: int, X: np.ndarray) -> tuple[int, int]:
+    """(i, j) ordered so that x_i / x_j is mostly at most 1 in magnitude (v/c rather than
+    c/v: the laws' one-variable pieces, 1/sqrt(1 - u^2), are written in such ratios)."""
+    mi, mj = np.median(np.abs(X[:, i])), np.median(np.abs(X[:, j]))
+    return (j, i) if mi > mj else (i, j)
+
+
 def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
                    pairs: Sequence[tuple[int, int]] | None = None,
                    kinds: Sequence[str] = PAIR_TESTS,
                    n_points: int = 256) -> list[SeparabilityResult]:
     """Pair-symmetry tests: f(moved) - f(x) for moves along each combination's level set.
 
-    pairs: default all i < j. Scores are RMS changes per f's spread.
+    pairs: default all i < j (ratio and homogeneous pairs oriented by `_oriented`). Scores
+    are RMS changes per f's spread. "homogeneous" reuses the ratio's moves (scaling x_i and
+    x_j alike by e^s) and fits f's degree k under them; it is reported only for k != 0 (the
+    ratio test is k = 0).
     """
     lo, hi = check_box(lo, hi)
     d = len(lo)
@@ -392,9 +427,21 @@ def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator,
     results = []
     for i, j in (pairs if pairs is not None else itertools.combinations(range(d), 2)):
         for kind in kinds:
+            if kind not in MOVE_KINDS:
+                continue
             Y = pair_moves(kind, X, i, j, lo, hi, rng)
-            score = _rms((query(oracle, Y) - f0) / spread)
-            results.append(SeparabilityResult(kind, score, _threshold(kind, tol), pair=(i, j)))
+            fY = query(oracle, Y)
+            score = _rms((fY - f0) / spread)
+            pair = _oriented(i, j, X) if kind == "ratio" else (i, j)
+            results.append(SeparabilityResult(kind, score, _threshold(kind, tol), pair=pair))
+            if kind == "ratio" and "homogeneous" in kinds:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    s = np.log(np.abs(Y[:, i]) / np.abs(X[:, i]))
+                k, h_score = _homogeneous(f0, fY, s, spread)
+                if k != 0.0:
+                    results.append(SeparabilityResult("homogeneous", h_score,
+                                                      _threshold("homogeneous", tol),
+                                                      pair=pair, degree=k))
     return results
 
 
