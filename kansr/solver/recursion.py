@@ -71,6 +71,23 @@ def network_oracle(net: TrainedNetwork, scaling: Scaling) -> Callable[[np.ndarra
 MAX_PART_FLOOR = 1e-2
 
 
+#: A part made of the network's values is explained by any formula within this factor of
+#: the network's error (an average; the error is larger in places and correlated, unlike noise)
+ORACLE_SLACK = 3.0
+
+
+def _pick(front, part_y: np.ndarray, oracle_floor: float, noise_floor: float) -> sympy.Expr:
+    """The part's formula. On the network's values (oracle_floor > 0) the simplest within
+    `ORACLE_SLACK` times the network's error: a description-length rule would reward a
+    wiggle fitting that smooth, correlated error (tan(a*m + b) for m); else the solver's own
+    rule."""
+    if oracle_floor > 0:
+        allowed = ORACLE_SLACK * oracle_floor * float(np.var(part_y))
+        factor = max(1.5, allowed / max(float(front["loss"].min()), np.finfo(float).tiny))
+        return select_best(front, "parsimony", loss_factor=factor)["sympy"]
+    return select_best(front, "auto", n_rows=len(part_y), noisy=noise_floor > 0)["sympy"]
+
+
 def part_error_floor(val_mse: float, y: np.ndarray, part_y: np.ndarray) -> float:
     """The oracle's error on a part, as a share of the part's variance: the network's
     validation relative MSE `val_mse` (of var(y)) is an absolute error variance the part's
@@ -135,8 +152,7 @@ def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
         share = 1.0 / (len(dec.parts) - k)  # what the earlier parts left, shared equally
         floor = part_error_floor(net.val_mse, y, part.y) if part.from_oracle else 0.0
         sub = solve_part(part.X, part.y, part_syms, parts_budget.slice(share), floor)
-        part_exprs.append(select_best(sub.front, "auto", n_rows=len(part.y),
-                                      noisy=sub.noise_floor > 0)["sympy"])
+        part_exprs.append(_pick(sub.front, part.y, floor, sub.noise_floor))
         tree.parts.append(sub.decomposition)
         if budget.interrupted:
             return [], tree
