@@ -36,6 +36,8 @@ HARD_LAWS = {
                           lambda m, v, c: m / sp.sqrt(1 - v**2 / c**2)),
     "normal_density": (["sigma", "theta"], [(1, 3)] * 2,
                        lambda s, t: sp.exp(-(t / s)**2 / 2) / (sp.sqrt(2 * pi) * s)),
+    # a measured column the law ignores: solved without it
+    "idle_column": (["a", "b", "c"], [(1, 5)] * 3, lambda a, b, c: a / (b + 1) + 0 * c),
 }
 
 

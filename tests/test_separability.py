@@ -149,6 +149,7 @@ def test_ratio_symmetry_of_x0_over_x1(source):
     ranked = separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))
     passed = {(r.test, r.split, r.pair) for r in ranked if r.passed}
     # x0/x1 is also a product of factors x0 and 1/x1 (and so an offset-product)
+    passed -= {("ratio", None, (1, 0))}  # alike magnitudes: the other orientation too
     assert passed == {("ratio", None, (0, 1)), ("multiplicative", ((0,), (1,)), None),
                       ("offset_product", ((0,), (1,)), None)}
 
@@ -269,9 +270,10 @@ def test_homogeneous_pair_gives_a_power_times_a_function_of_the_ratio():
     law = lambda X: np.exp(-(X[:, 1] / X[:, 0]) ** 2 / 2) / (np.sqrt(2 * np.pi) * X[:, 0])
     lo, hi = np.array([1.0, 1.0]), np.array([3.0, 3.0])
     ranked = separability_tests(law, lo, hi, 1e-4, np.random.default_rng(0))
-    best = ranked[0]
-    assert (best.test, best.pair, best.degree, best.passed) == ("homogeneous", (1, 0), -1.0, True)
-    assert not any(r.passed for r in ranked if r.test not in ("homogeneous",))
+    # alike magnitudes: both orientations are offered, the only structures that hold
+    assert {(r.test, r.pair, r.degree) for r in ranked if r.passed} == {
+        ("homogeneous", (1, 0), -1.0), ("homogeneous", (0, 1), -1.0)}
+    best = next(r for r in ranked if r.test == "homogeneous" and r.pair == (1, 0))
     data = np.random.default_rng(1).uniform(1, 3, (300, 2))
     dec = decompose(law, best, lo, hi, np.random.default_rng(0), X=data, y=law(data))
     (part,) = dec.parts
@@ -281,6 +283,20 @@ def test_homogeneous_pair_gives_a_power_times_a_function_of_the_ratio():
     whole = recombine(dec, [sympy.exp(-u ** 2 / 2) / sympy.sqrt(2 * sympy.pi)], [sigma, theta])
     truth = sympy.exp(-(theta / sigma) ** 2 / 2) / (sympy.sqrt(2 * sympy.pi) * sigma)
     assert sympy.simplify(whole - truth) == 0, whole
+
+
+def test_a_column_the_law_ignores_is_dropped_first():
+    law = lambda X: 1 / X[:, 1]  # noqa: E731 - x0 plays no part
+    lo, hi = np.array([1.0, 1.0]), np.array([5.0, 5.0])
+    ranked = separability_tests(law, lo, hi, 1e-6, np.random.default_rng(0))
+    assert (ranked[0].test, ranked[0].variable, ranked[0].passed) == ("irrelevant", 0, True)
+    assert not next(r for r in ranked if r.test == "irrelevant" and r.variable == 1).passed
+    data = np.random.default_rng(1).uniform(1, 5, (200, 2))
+    dec = decompose(law, ranked[0], lo, hi, np.random.default_rng(0), X=data, y=law(data))
+    (part,) = dec.parts
+    assert part.names(["a", "b"]) == ["b"] and not part.from_oracle
+    np.testing.assert_array_equal(part.X[:, 0], data[:, 1])
+    assert recombine(dec, [1 / sympy.Symbol("x1")], [X0, X1]) == 1 / X1
 
 
 def test_network_parts_give_the_law_from_the_network():

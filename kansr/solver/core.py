@@ -28,7 +28,7 @@ from ..structure.transforms import applicable_transforms, probe_transforms
 from .formulas import NEAR_EXACT_REL_MSE, SymbolicSettings, direct_formulas, formula_front, \
     near_exact, network_formulas, one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
-from .recursion import MAX_DEPTH, separated_formulas
+from .recursion import MAX_DEPTH, Split, irrelevant_columns, separated_formulas
 from .scaling import Scaling
 from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
     default_architectures, train_shape
@@ -229,6 +229,34 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
         return [], None
 
 
+#: Share of what is left that the problem without the columns the law ignores gets.
+IRRELEVANT_SHARE = 0.8
+
+
+def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
+                        scaling: Scaling, budget: Budget, seed: int, depth: int
+                        ) -> tuple[list[sympy.Expr], Split | None]:
+    """The problem solved again without the inputs the best network ignores (the data's own
+    rows, one or more columns fewer): its formulas are formulas of the whole problem."""
+    best = min(networks, key=lambda n: n.val_mse)
+    drop = irrelevant_columns(best, scaling, problem.X, seed)
+    if not drop or len(drop) == problem.X.shape[1]:
+        return [], None
+    keep = [k for k in range(problem.X.shape[1]) if k not in drop]
+    names = [s.name for s in problem.symbols]
+    log.info("structure: the law ignores %s; solving in %s", [names[k] for k in drop],
+             [names[k] for k in keep])
+    sub = solve(Problem(problem.X[:, keep], problem.y, [problem.symbols[k] for k in keep],
+                        problem.error_floor), opts, budget.slice(IRRELEVANT_SHARE), seed,
+                depth + 1)
+    tree = Split("irrelevant", names, 0.0, parts=[sub.decomposition],
+                 part_variables=[[names[k] for k in keep]])
+    found = list(sub.front["sympy"]) if not sub.front.empty else []
+    if found:
+        tree.formula = str(found[-1])
+    return found, tree
+
+
 #: On noisy data a formula within this factor of the noise floor ends the search early (the
 #: floor is itself an estimate, good to a few per cent).
 NOISE_EXACT_RATIO = 1.1
@@ -297,6 +325,21 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                          transform=transform)
     failures: list[str] = []
     can_split = depth < MAX_DEPTH and X.shape[1] >= 2 and bool(networks)
+    if can_split:
+        # An input the law ignores: the smaller problem on the same rows comes first (a
+        # network reads an idle input as noise to fit, with look-alike terms).
+        try:
+            found, tree = _without_irrelevant(problem, opts, networks, scaling, budget, seed,
+                                              depth)
+        except SearchInterrupted:
+            budget.interrupt()
+            found, tree = [], None
+        exprs += found
+        result.decomposition = tree
+        if near_exact(found, symbols, X, y, tol):
+            result.front = formula_front(exprs, symbols, X, y)
+            result.interrupted = budget.interrupted
+            return result
     if can_split and not networks[0].arch.one_node:
         # Structure before search: the best network is a wide mixed shape, whose reading
         # takes most of the budget and rarely gives the law; a structure it passes makes

@@ -15,7 +15,7 @@ import torch
 
 from ..compose.front import select_best
 from ..structure.decompose import decompose, recombine
-from ..structure.separability import separability_tests
+from ..structure.separability import relevance_tests, separability_tests
 from .budget import Budget
 from .formulas import NEAR_EXACT_REL_MSE, near_exact, refit_and_polish
 from .scaling import Scaling
@@ -100,6 +100,16 @@ def part_error_floor(val_mse: float, y: np.ndarray, part_y: np.ndarray) -> float
     return float(min(max(val_mse, 0.0) * ratio, MAX_PART_FLOOR))
 
 
+def irrelevant_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, seed: int
+                       ) -> list[int]:
+    """Inputs the network's output does not depend on (within its own error): the law
+    ignores those columns. Cheap (a few hundred network evaluations per input)."""
+    tol = max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
+    results = relevance_tests(network_oracle(net, scaling), X.min(axis=0), X.max(axis=0), tol,
+                              np.random.default_rng(seed))
+    return [r.variable for r in results if r.passed]
+
+
 def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                        net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
                        budget: Budget, seed: int, exact_tol: float = NEAR_EXACT_REL_MSE
@@ -118,7 +128,11 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     tol = max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
     lo, hi = X.min(axis=0), X.max(axis=0)
     rng = np.random.default_rng(seed)
-    passed = [r for r in separability_tests(oracle, lo, hi, tol, rng) if r.passed]
+    ranked = separability_tests(oracle, lo, hi, tol, rng)
+    passed = [r for r in ranked if r.passed]
+    if not passed and ranked:
+        log.info("structure: no test passes (closest: %s at %.3g of its threshold)",
+                 ranked[0].test, ranked[0].margin)
     exprs: list[sympy.Expr] = []
     first: Split | None = None
     for n_tried, result in enumerate(passed[:MAX_STRUCTURES]):

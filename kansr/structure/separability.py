@@ -35,6 +35,8 @@ Split = tuple[tuple[int, ...], tuple[int, ...]]
 
 SPLIT_TESTS = ("additive", "multiplicative", "offset_product")
 PAIR_TESTS = ("difference", "sum", "product", "ratio", "homogeneous")
+#: f does not depend on one input at all (the data carry a column the law ignores).
+IRRELEVANT = "irrelevant"
 #: Kinds with their own moves; "homogeneous" reuses the ratio's (see `symmetry_tests`).
 MOVE_KINDS = ("difference", "sum", "product", "ratio")
 
@@ -48,7 +50,7 @@ TOL_FLOOR = 1e-6
 # are normalised so that one value's error counts once (1).
 NOISE_GAIN = {"additive": 2.0, "multiplicative": 1.0, "offset_product": 1.0,
               "difference": np.sqrt(2.0), "sum": np.sqrt(2.0), "product": np.sqrt(2.0),
-              "ratio": np.sqrt(2.0), "homogeneous": np.sqrt(2.0)}
+              "ratio": np.sqrt(2.0), "homogeneous": np.sqrt(2.0), IRRELEVANT: np.sqrt(2.0)}
 # A network's error is not independent noise: it is larger near the box's corners (where the
 # mixed points of a test often land) and heavier tailed than Gaussian, hence a safety factor.
 # Measured on the tests' networks (relative RMSE 7e-4 to 7e-3): true structures score at most
@@ -60,7 +62,7 @@ SAFETY = 4.0
 # offset-product last: its fitted constant c lets a rank-one surface pass where the law is a
 # function of one combination (1/sqrt(1 - (v/c)^2) leaves 0.006 of its spread, within the
 # threshold of a network fitted to 5e-3).
-PRIORITY = {"difference": 0, "sum": 0, "product": 0, "ratio": 0, "homogeneous": 1,
+PRIORITY = {IRRELEVANT: -1, "difference": 0, "sum": 0, "product": 0, "ratio": 0, "homogeneous": 1,
             "additive": 1, "multiplicative": 2, "offset_product": 3}
 # Homogeneous pairs, f(x_i e^s, x_j e^s) = e^(k s) f(x), so f = x_j^k F(x_i / x_j): the degree
 # k is fitted, then snapped to a multiple of this step (laws have small rational degrees),
@@ -101,6 +103,8 @@ class SeparabilityResult:
     constant: float | None = None
     #: the snapped degree k of a homogeneous pair (f = x_j^k F(x_i / x_j)), else None
     degree: float | None = None
+    #: the input an "irrelevant" result is about, else None
+    variable: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -401,11 +405,19 @@ def _homogeneous(f0: np.ndarray, fY: np.ndarray, s: np.ndarray, spread: float
     return k, _rms(resid)
 
 
-def _oriented(i: int, j: int, X: np.ndarray) -> tuple[int, int]:
+#: Two inputs whose typical magnitudes are within this factor give both orientations of a
+#: ratio (the recursion tries them in turn); otherwise only the smaller over the larger.
+ORIENTATION_TIE = 1.5
+
+
+def _orientations(i: int, j: int, X: np.ndarray) -> list[tuple[int, int]]:
     """(i, j) ordered so that x_i / x_j is mostly at most 1 in magnitude (v/c rather than
-    c/v: the laws' one-variable pieces, 1/sqrt(1 - u^2), are written in such ratios)."""
+    c/v: the laws' one-variable pieces, 1/sqrt(1 - u^2), are written in such ratios); both
+    orders, that one first, where the two magnitudes are alike (theta/sigma or sigma/theta)."""
     mi, mj = np.median(np.abs(X[:, i])), np.median(np.abs(X[:, j]))
-    return (j, i) if mi > mj else (i, j)
+    first = (j, i) if mi > mj else (i, j)
+    tie = min(mi, mj) > 0 and max(mi, mj) <= ORIENTATION_TIE * min(mi, mj)
+    return [first, first[::-1]] if tie else [first]
 
 
 def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
@@ -414,7 +426,7 @@ def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator,
                    n_points: int = 256) -> list[SeparabilityResult]:
     """Pair-symmetry tests: f(moved) - f(x) for moves along each combination's level set.
 
-    pairs: default all i < j (ratio and homogeneous pairs oriented by `_oriented`). Scores
+    pairs: default all i < j (ratio and homogeneous pairs oriented by `_orientations`). Scores
     are RMS changes per f's spread. "homogeneous" reuses the ratio's moves (scaling x_i and
     x_j alike by e^s) and fits f's degree k under them; it is reported only for k != 0 (the
     ratio test is k = 0).
@@ -432,16 +444,17 @@ def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator,
             Y = pair_moves(kind, X, i, j, lo, hi, rng)
             fY = query(oracle, Y)
             score = _rms((fY - f0) / spread)
-            pair = _oriented(i, j, X) if kind == "ratio" else (i, j)
-            results.append(SeparabilityResult(kind, score, _threshold(kind, tol), pair=pair))
+            pairs_kind = _orientations(i, j, X) if kind == "ratio" else [(i, j)]
+            results += [SeparabilityResult(kind, score, _threshold(kind, tol), pair=p)
+                        for p in pairs_kind]
             if kind == "ratio" and "homogeneous" in kinds:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     s = np.log(np.abs(Y[:, i]) / np.abs(X[:, i]))
                 k, h_score = _homogeneous(f0, fY, s, spread)
                 if k != 0.0:
-                    results.append(SeparabilityResult("homogeneous", h_score,
-                                                      _threshold("homogeneous", tol),
-                                                      pair=pair, degree=k))
+                    results += [SeparabilityResult("homogeneous", h_score,
+                                                   _threshold("homogeneous", tol), pair=p,
+                                                   degree=k) for p in pairs_kind]
     return results
 
 
@@ -453,13 +466,34 @@ def rank_results(results: Sequence[SeparabilityResult]) -> list[SeparabilityResu
                                           r.margin))
 
 
+def relevance_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
+                    n_points: int = 256) -> list[SeparabilityResult]:
+    """Does f depend on x_i at all? For each input, f(x with x_i redrawn in the box) - f(x),
+    RMS per f's spread; a pass ("irrelevant") means the change is within the oracle's error:
+    the law ignores that column, and the problem has one variable fewer."""
+    lo, hi = check_box(lo, hi)
+    X = sample_box(lo, hi, n_points, rng)
+    f0 = query(oracle, X)
+    spread = _spread(f0)
+    results = []
+    for i in range(len(lo)):
+        Y = X.copy()
+        Y[:, i] = lo[i] + (hi[i] - lo[i]) * rng.random(n_points)
+        score = _rms((query(oracle, Y) - f0) / spread)
+        results.append(SeparabilityResult(IRRELEVANT, score, _threshold(IRRELEVANT, tol),
+                                          variable=i))
+    return results
+
+
 def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
                        n_pairs: int = 256, grid: int = 20) -> list[SeparabilityResult]:
-    """Run every split test and every pair symmetry; return them ranked (`rank_results`).
+    """Run every relevance test, split test and pair symmetry; return them ranked
+    (`rank_results`).
 
     oracle: (N, d) -> (N,) in the user's units; lo, hi: (d,) data bounding box; tol: the
     oracle's validation RMSE / std(y) (0 for an exact formula).
     """
-    results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
+    results = relevance_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
+    results += split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
     results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
     return rank_results(results)
