@@ -36,6 +36,9 @@ HARD_LAWS = {
                           lambda m, v, c: m / sp.sqrt(1 - v**2 / c**2)),
     "normal_density": (["sigma", "theta"], [(1, 3)] * 2,
                        lambda s, t: sp.exp(-(t / s)**2 / 2) / (sp.sqrt(2 * pi) * s)),
+    # a sum of three products (Feynman I.11.19): product symmetries, one pair at a time
+    "dot_product": (["x1", "y1", "x2", "y2", "x3", "y3"], [(1, 5)] * 6,
+                    lambda x1, y1, x2, y2, x3, y3: x1 * y1 + x2 * y2 + x3 * y3),
     # a measured column the law ignores: solved without it
     "idle_column": (["a", "b", "c"], [(1, 5)] * 3, lambda a, b, c: a / (b + 1) + 0 * c),
 }

@@ -413,6 +413,22 @@ def test_units_that_leave_no_group_give_the_law_at_once():
     assert sp.simplify(model.sympy() - q / (4 * sp.pi * eps * r**2)) == 0, model.sympy()
 
 
+@pytest.mark.slow
+def test_normal_density_with_units_is_found_exactly():
+    # Feynman I.6.2: both inputs dimensionless, so the groups are the inputs themselves; the
+    # law is sigma^-1 times a function of theta/sigma (a homogeneous pair)
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 3, (1000, 2))
+    y = np.exp(-(X[:, 1] / X[:, 0]) ** 2 / 2) / (np.sqrt(2 * np.pi) * X[:, 0])
+    model = KANSR(random_state=0, max_time=60).fit(X, y, variable_names=["sigma", "theta"],
+                                                   units=["", ""], y_units="")
+    sigma, theta = sp.symbols("sigma theta")
+    truth = sp.exp(-(theta / sigma) ** 2 / 2) / (sp.sqrt(2 * sp.pi) * sigma)
+    assert check(model.sympy(), truth, [sigma, theta], [(1, 3), (1, 3)]).recovered, \
+        model.sympy()
+    assert model.decomposition_.test == "homogeneous"
+
+
 def test_units_that_contradict_the_data_are_dropped_with_a_warning():
     # a wrong exponent (epsilon's units inverted) makes the units fix a law the data refute
     rng = np.random.default_rng(0)
