@@ -346,11 +346,12 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         # smaller problems the one-node shapes read exactly.
         can_split = False
         try:
-            exprs_split, result.decomposition = _split(problem, opts, networks, scaling,
-                                                       budget, seed, depth, tol)
+            exprs_split, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
+                                       tol)
         except SearchInterrupted:
             budget.interrupt()
-            exprs_split = []
+            exprs_split, tree = [], None
+        result.decomposition = tree or result.decomposition  # keep an earlier drop's tree
         exprs += exprs_split
         if near_exact(exprs_split, symbols, X, y, tol) or budget.interrupted:
             networks_to_read: list[TrainedNetwork] = []
@@ -381,8 +382,9 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             break  # the best network already gave an exact-looking law
         if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE):
             try:
-                found, result.decomposition = _split(problem, opts, networks, scaling, budget,
-                                                     seed, depth, tol)
+                found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
+                                     tol)
+                result.decomposition = tree or result.decomposition
             except SearchInterrupted:
                 budget.interrupt()
                 break
