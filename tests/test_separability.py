@@ -17,7 +17,8 @@ from kansr.structure.decompose import decompose, recombine, split_parts, symmetr
 from kansr.structure.oracle import network_oracle
 from kansr.structure.separability import (SeparabilityResult, all_splits, candidate_splits,
                                           interaction_matrix, offset_constant, pair_moves,
-                                          separability_tests, split_tests, symmetry_tests)
+                                          relevance_tests, separability_tests, split_tests,
+                                          symmetry_tests)
 
 
 
@@ -285,18 +286,11 @@ def test_homogeneous_pair_gives_a_power_times_a_function_of_the_ratio():
     assert sympy.simplify(whole - truth) == 0, whole
 
 
-def test_a_column_the_law_ignores_is_dropped_first():
+def test_relevance_tests_find_the_column_the_law_ignores():
     law = lambda X: 1 / X[:, 1]  # noqa: E731 - x0 plays no part
     lo, hi = np.array([1.0, 1.0]), np.array([5.0, 5.0])
-    ranked = separability_tests(law, lo, hi, 1e-6, np.random.default_rng(0))
-    assert (ranked[0].test, ranked[0].variable, ranked[0].passed) == ("irrelevant", 0, True)
-    assert not next(r for r in ranked if r.test == "irrelevant" and r.variable == 1).passed
-    data = np.random.default_rng(1).uniform(1, 5, (200, 2))
-    dec = decompose(law, ranked[0], lo, hi, np.random.default_rng(0), X=data, y=law(data))
-    (part,) = dec.parts
-    assert part.names(["a", "b"]) == ["b"] and not part.from_oracle
-    np.testing.assert_array_equal(part.X[:, 0], data[:, 1])
-    assert recombine(dec, [1 / sympy.Symbol("x1")], [X0, X1]) == 1 / X1
+    results = relevance_tests(law, lo, hi, 1e-6, np.random.default_rng(0))
+    assert [(r.variable, r.passed) for r in results] == [(0, True), (1, False)]
 
 
 def test_network_parts_give_the_law_from_the_network():

@@ -100,13 +100,17 @@ def part_error_floor(val_mse: float, y: np.ndarray, part_y: np.ndarray) -> float
     return float(min(max(val_mse, 0.0) * ratio, MAX_PART_FLOOR))
 
 
+def oracle_tol(net: TrainedNetwork) -> float:
+    """The network's relative RMS error, the structure tests' tolerance (at least MIN_TOL)."""
+    return max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
+
+
 def irrelevant_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, seed: int
                        ) -> list[int]:
     """Inputs the network's output does not depend on (within its own error): the law
     ignores those columns. Cheap (a few hundred network evaluations per input)."""
-    tol = max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
-    results = relevance_tests(network_oracle(net, scaling), X.min(axis=0), X.max(axis=0), tol,
-                              np.random.default_rng(seed))
+    results = relevance_tests(network_oracle(net, scaling), X.min(axis=0), X.max(axis=0),
+                              oracle_tol(net), np.random.default_rng(seed))
     return [r.variable for r in results if r.passed]
 
 
@@ -125,7 +129,7 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     first tried.
     """
     oracle = network_oracle(net, scaling)
-    tol = max(float(np.sqrt(max(net.val_mse, 0.0))), MIN_TOL)
+    tol = oracle_tol(net)
     lo, hi = X.min(axis=0), X.max(axis=0)
     rng = np.random.default_rng(seed)
     ranked = separability_tests(oracle, lo, hi, tol, rng)

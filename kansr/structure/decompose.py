@@ -26,8 +26,8 @@ from typing import Sequence
 import numpy as np
 import sympy
 
-from .separability import (IRRELEVANT, PAIR_TESTS, SPLIT_TESTS, Oracle, SeparabilityResult, check_box, combine,
-                           query, sample_box)
+from .separability import (PAIR_TESTS, SPLIT_TESTS, Oracle, SeparabilityResult, check_box,
+                           combine, query, sample_box)
 
 # Candidate reference points tried for a product's frozen group: the one with the largest
 # |f(ref) - c| wins, so that dividing by it stays well conditioned.
@@ -178,29 +178,10 @@ def symmetry_part(oracle: Oracle, pair, kind: str, lo, hi, rng: np.random.Genera
     return Decomposition(kind, (part,), degree=homogeneous)
 
 
-def drop_part(oracle: Oracle, variable: int, lo, hi, rng: np.random.Generator, *, X=None,
-              y=None, n: int = 1000) -> Decomposition:
-    """One part without the column the law ignores: the data's own y where given (else the
-    oracle's values)."""
-    lo, hi = check_box(lo, hi)
-    rows = _rows(X, lo, hi, n, rng)
-    rest = tuple(k for k in range(len(lo)) if k != variable)
-    if y is not None and X is not None:
-        y = np.asarray(y, dtype=np.float64).reshape(-1)
-        if y.shape != (len(rows),):
-            raise ValueError(f"y must hold one value per row of X ({len(rows)}), got {y.shape}")
-        part = Part(rest, rows[:, list(rest)], y.copy(), from_oracle=False)
-    else:
-        part = Part(rest, rows[:, list(rest)], query(oracle, rows))
-    return Decomposition(IRRELEVANT, (part,))
-
-
 def decompose(oracle: Oracle, result: SeparabilityResult, lo, hi, rng: np.random.Generator, *,
               X=None, y=None, n: int = 1000) -> Decomposition:
     """The sub-problems of a (passed) test result: `split_parts` or `symmetry_part` (which
     keeps the data's y where given: see there)."""
-    if result.test == IRRELEVANT:
-        return drop_part(oracle, result.variable, lo, hi, rng, X=X, y=y, n=n)
     if result.split is not None:
         return split_parts(oracle, result.split, lo, hi, rng, test=result.test,
                            constant=result.constant, X=X, n=n)
@@ -235,7 +216,7 @@ def recombine(decomposition: Decomposition, exprs: Sequence[sympy.Expr],
         i, j, k, sign = dec.degree
         base = sign * symbols[j] if sign else sympy.Abs(symbols[j])
         return base ** sympy.nsimplify(k) * e[0]
-    if dec.test in PAIR_TESTS or dec.test == IRRELEVANT:
+    if dec.test in PAIR_TESTS:
         return e[0]
     f_ref, c = sympy.Float(dec.f_ref), sympy.Float(dec.constant)
     if dec.test == "additive":

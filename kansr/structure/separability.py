@@ -62,7 +62,7 @@ SAFETY = 4.0
 # offset-product last: its fitted constant c lets a rank-one surface pass where the law is a
 # function of one combination (1/sqrt(1 - (v/c)^2) leaves 0.006 of its spread, within the
 # threshold of a network fitted to 5e-3).
-PRIORITY = {IRRELEVANT: -1, "difference": 0, "sum": 0, "product": 0, "ratio": 0, "homogeneous": 1,
+PRIORITY = {"difference": 0, "sum": 0, "product": 0, "ratio": 0, "homogeneous": 1,
             "additive": 1, "multiplicative": 2, "offset_product": 3}
 # Homogeneous pairs, f(x_i e^s, x_j e^s) = e^(k s) f(x), so f = x_j^k F(x_i / x_j): the degree
 # k is fitted, then snapped to a multiple of this step (laws have small rational degrees),
@@ -487,13 +487,12 @@ def relevance_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator
 
 def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
                        n_pairs: int = 256, grid: int = 20) -> list[SeparabilityResult]:
-    """Run every relevance test, split test and pair symmetry; return them ranked
-    (`rank_results`).
+    """Run every split test and pair symmetry; return them ranked (`rank_results`).
+    (`relevance_tests`, which drop a whole column, are the solver's step before these.)
 
     oracle: (N, d) -> (N,) in the user's units; lo, hi: (d,) data bounding box; tol: the
     oracle's validation RMSE / std(y) (0 for an exact formula).
     """
-    results = relevance_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
-    results += split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
+    results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
     results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
     return rank_results(results)
