@@ -36,6 +36,11 @@ EXACT_REL_MSE = 1e-24
 # ... and below which a formula ends the search early (the near-tied variants and the
 # remaining networks cannot beat it).
 NEAR_EXACT_REL_MSE = 1e-20
+# On noisy data a formula within the noise ends the search early only with at most this
+# many fitted (Float) constants: a flexible look-alike reaches the noise floor too (a tanh
+# of a product of logs with 11 constants fitted q/(4 pi epsilon r^2) at 1% noise), and the
+# structure tests after it find the law that the front's description length then prefers.
+MAX_NOISY_EXACT_CONSTANTS = 4
 # Formulas with more free constants than this are not snapped (each snap refits them all).
 MAX_SNAP_CONSTANTS = 24
 # Formulas with more free constants than this are not refitted either.
@@ -56,9 +61,13 @@ class SymbolicSettings:
 
 def near_exact(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
                y: np.ndarray, rel_tol: float = NEAR_EXACT_REL_MSE) -> bool:
-    """Does any formula reproduce y to round-off (relative MSE <= rel_tol)?"""
+    """Does any formula reproduce y to round-off (relative MSE <= rel_tol)? A tolerance
+    above round-off is the noise floor: there a formula must also have few fitted constants
+    (`MAX_NOISY_EXACT_CONSTANTS`) to count."""
     var = float(np.var(y))
     for e in exprs:
+        if rel_tol > NEAR_EXACT_REL_MSE and free_constants(e) > MAX_NOISY_EXACT_CONSTANTS:
+            continue
         pred = evaluate(e, symbols, X)
         if np.all(np.isfinite(pred)) and np.mean((pred - y) ** 2) <= rel_tol * var:
             return True
@@ -106,8 +115,7 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
             first_graph = first_graph or g
             composed = compose_graph(g, scaling, symbols)
             log.info("composed: %s", composed)
-            n_consts = sum(1 for a in sympy.preorder_traversal(composed)
-                           if isinstance(a, sympy.Float))
+            n_consts = free_constants(composed)
             if n_consts > MAX_REFIT_CONSTANTS or time.perf_counter() > polish_deadline:
                 # a sprawling network's formula (refitting it with a symbolic Jacobian
                 # costs minutes, and it is no law anyway), or no time left: keep it as is
@@ -212,8 +220,12 @@ def refit_and_polish(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nd
 
 def charged_loss(mse: float, expr: sympy.Expr, n_rows: int) -> float:
     """MSE times `constant_price(n_rows)` per fitted (Float) constant of `expr`."""
-    n_free = sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
-    return mse * constant_price(n_rows) ** n_free
+    return mse * constant_price(n_rows) ** free_constants(expr)
+
+
+def free_constants(expr: sympy.Expr) -> int:
+    """Fitted constants of `expr`: its Float atoms (snapped ones are Integer, Rational, pi)."""
+    return sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
 
 
 #: Points between neighbouring rows on which every candidate must be finite.
