@@ -82,7 +82,7 @@ def test_a_many_constant_look_alike_within_the_noise_does_not_end_the_search():
     from kansr.solver.formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, near_exact
 
     x = sp.Symbol("x")
-    X, y, clean, std = _noisy(lambda X: 2 * X[:, 0], [1], [3], 0.01)
+    X, y, _, std = _noisy(lambda X: 2 * X[:, 0], [1], [3], 0.01)
     tol = 2 * std ** 2 / np.var(y)
     # 2x plus negligible wiggles: as close to the data as the law, with too many constants
     look_alike = sp.Float(2.0) * x + sum(sp.Float(1e-9) * sp.sin(k * x)

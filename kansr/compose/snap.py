@@ -47,6 +47,7 @@ CandidateFn = Callable[[float], Sequence[sp.Expr]]
 __all__ = [
     "constant_price",
     "default_snap_candidates",
+    "free_constants",
     "gather_constants",
     "polish_expression",
     "prune_terms",
@@ -285,7 +286,8 @@ def snap_constants(
     return restore_floats(current, kept, [values[q] for q in kept])
 
 
-def _n_floats(expr: sp.Expr) -> int:
+def free_constants(expr: sp.Expr) -> int:
+    """Fitted constants of ``expr``: its Float atoms (snapped ones are Integer, Rational, pi)."""
     return sum(1 for a in sp.preorder_traversal(expr) if isinstance(a, sp.Float))
 
 
@@ -303,7 +305,7 @@ def gather_constants(
         cand = sp.expand_power_base(sp.factor_terms(expr), force=True)
     except Exception:  # noqa: BLE001 - a rewrite failing is no reason to fail polishing
         return expr
-    if _n_floats(cand) >= _n_floats(expr):
+    if free_constants(cand) >= free_constants(expr):
         return expr
     _, base = refit_constants(expr, symbols, X, y)
     fitted, mse = refit_constants(cand, symbols, X, y)

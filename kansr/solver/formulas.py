@@ -20,7 +20,7 @@ from ..compose.formula import graph_to_sympy
 from ..compose.front import expression_complexity, pareto_front
 from ..compose.refit import refit_constants, refit_deadline
 from ..compose.simplify import clean_expression
-from ..compose.snap import constant_price, gather_constants, polish_expression
+from ..compose.snap import constant_price, free_constants, gather_constants, polish_expression
 from ..expr import evaluate
 from ..fallback import FallbackEngine
 from ..graph import network_to_graph
@@ -36,8 +36,9 @@ EXACT_REL_MSE = 1e-24
 # ... and below which a formula ends the search early (the near-tied variants and the
 # remaining networks cannot beat it).
 NEAR_EXACT_REL_MSE = 1e-20
-# On noisy data a formula within the noise ends the search early only with at most this
-# many fitted (Float) constants: a flexible look-alike reaches the noise floor too (a tanh
+# Above round-off (noisy data, or a part split off a network, which carries the network's
+# error as its floor) a formula within that floor ends the search early only with at most
+# this many fitted (Float) constants: a flexible look-alike reaches the noise floor too (a tanh
 # of a product of logs with 11 constants fitted q/(4 pi epsilon r^2) at 1% noise), and the
 # structure tests after it find the law that the front's description length then prefers.
 MAX_NOISY_EXACT_CONSTANTS = 4
@@ -62,8 +63,8 @@ class SymbolicSettings:
 def near_exact(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
                y: np.ndarray, rel_tol: float = NEAR_EXACT_REL_MSE) -> bool:
     """Does any formula reproduce y to round-off (relative MSE <= rel_tol)? A tolerance
-    above round-off is the noise floor: there a formula must also have few fitted constants
-    (`MAX_NOISY_EXACT_CONSTANTS`) to count."""
+    above round-off is a floor (noise, or a network's error on a split-off part): there a
+    formula must also have few fitted constants (`MAX_NOISY_EXACT_CONSTANTS`) to count."""
     var = float(np.var(y))
     for e in exprs:
         if rel_tol > NEAR_EXACT_REL_MSE and free_constants(e) > MAX_NOISY_EXACT_CONSTANTS:
@@ -221,11 +222,6 @@ def refit_and_polish(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nd
 def charged_loss(mse: float, expr: sympy.Expr, n_rows: int) -> float:
     """MSE times `constant_price(n_rows)` per fitted (Float) constant of `expr`."""
     return mse * constant_price(n_rows) ** free_constants(expr)
-
-
-def free_constants(expr: sympy.Expr) -> int:
-    """Fitted constants of `expr`: its Float atoms (snapped ones are Integer, Rational, pi)."""
-    return sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
 
 
 #: Points between neighbouring rows on which every candidate must be finite.
