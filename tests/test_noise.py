@@ -79,19 +79,24 @@ def test_front_prefers_the_snapped_constant_the_noise_cannot_tell_apart():
 
 
 def test_a_many_constant_look_alike_within_the_noise_does_not_end_the_search():
-    from kansr.solver.formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, near_exact
+    from kansr.solver.core import exact_rule
+    from kansr.solver.formulas import MAX_NOISY_EXACT_CONSTANTS, near_exact
 
     x = sp.Symbol("x")
     X, y, _, std = _noisy(lambda X: 2 * X[:, 0], [1], [3], 0.01)
-    tol = 2 * std ** 2 / np.var(y)
+    floor = 2 * std ** 2 / np.var(y)
     # 2x plus negligible wiggles: as close to the data as the law, with too many constants
     look_alike = sp.Float(2.0) * x + sum(sp.Float(1e-9) * sp.sin(k * x)
                                          for k in range(1, MAX_NOISY_EXACT_CONSTANTS + 1))
-    assert near_exact([2 * x], [x], X, y, tol)
-    assert not near_exact([look_alike], [x], X, y, tol)
+    assert near_exact([2 * x], [x], X, y, exact_rule(floor, data_noisy=True))
+    assert not near_exact([look_alike], [x], X, y, exact_rule(floor, data_noisy=True))
+    # a part split off a network carries the network's error as its floor, not noise: its
+    # first close reading ends its search whatever its constants
+    assert near_exact([look_alike], [x], X, y, exact_rule(floor, data_noisy=False))
     # at round-off (noise-free data) only the fit counts
     assert near_exact([look_alike], [x], X, sp.lambdify(x, look_alike)(X[:, 0]),
-                      NEAR_EXACT_REL_MSE)
+                      exact_rule(0.0))
+    assert not near_exact([look_alike], [x], X, y, exact_rule(0.0))
 
 
 def test_estimator_reports_noise_and_noise_free_data():

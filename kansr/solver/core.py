@@ -25,8 +25,9 @@ from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
 from ..compose.front import select_best
 from ..structure.transforms import applicable_transforms, probe_transforms
-from .formulas import NEAR_EXACT_REL_MSE, SymbolicSettings, direct_formulas, formula_front, \
-    near_exact, network_formulas, one_variable_formulas, refit_and_polish
+from .formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, ExactRule, \
+    SymbolicSettings, direct_formulas, formula_front, near_exact, network_formulas, \
+    one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
 from .recursion import MAX_DEPTH, Split, irrelevant_columns, separated_formulas
 from .scaling import Scaling
@@ -212,7 +213,7 @@ FIRST_SYMBOLIC_SHARE = 0.5
 
 
 def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
-           scaling: Scaling, budget: Budget, seed: int, depth: int, exact_tol: float
+           scaling: Scaling, budget: Budget, seed: int, depth: int, exact: ExactRule
            ) -> tuple[list, object]:
     """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
     def solve_part(X, y, symbols, part_budget, error_floor=0.0):
@@ -221,7 +222,7 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
     oracle_net = min(networks, key=lambda n: n.val_mse)
     try:
         return separated_formulas(problem.X, problem.y, problem.symbols, oracle_net, scaling,
-                                  solve_part, budget, seed, exact_tol)
+                                  solve_part, budget, seed, exact)
     except SearchInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
@@ -262,10 +263,12 @@ def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[Tr
 NOISE_EXACT_RATIO = 1.1
 
 
-def exact_tol(floor: float) -> float:
-    """Relative MSE at which a formula ends the search early: round-off on noise-free data,
-    the noise floor on noisy data (no formula can be told from the law below it)."""
-    return max(NEAR_EXACT_REL_MSE, NOISE_EXACT_RATIO * floor)
+def exact_rule(floor: float, data_noisy: bool = False) -> ExactRule:
+    """When a formula ends the search early: round-off on noise-free data, the floor (the
+    noise, or the network's error a split-off part carries) otherwise, since no formula can
+    be told from the law below it; on noisy data with few fitted constants."""
+    return ExactRule(max(NEAR_EXACT_REL_MSE, NOISE_EXACT_RATIO * floor),
+                     MAX_NOISY_EXACT_CONSTANTS if data_noisy else None)
 
 
 def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
@@ -280,8 +283,9 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     scaling = Scaling.fit(X, y)
     rng = np.random.default_rng(seed)
     # one input: curvature between neighbours is negligible, average every residual
-    noise_rel = max(relative_noise(estimate_noise(X, y, seed, keep=1.0 if X.shape[1] == 1
-                                                  else KEEP), y), problem.error_floor)
+    data_noise = relative_noise(estimate_noise(X, y, seed, keep=1.0 if X.shape[1] == 1
+                                               else KEEP), y)
+    noise_rel = max(data_noise, problem.error_floor)
     exprs: list[sympy.Expr] = []
     if np.ptp(y) == 0:  # a part of a split can be constant
         return SolveResult(formula_front([sympy.Float(float(y[0]))], symbols, X, y), [],
@@ -290,11 +294,12 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         # with one input the local fits are nearly unbiased: their estimate is the floor
         floor = max(noise_floor(noise_rel), problem.error_floor)
         try:  # the rows themselves are the one edge: matched directly, often exactly
+            rule = exact_rule(floor, noise_floor(data_noise) > 0)
             exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
-                                           opts.symbolic, budget, exact_tol(floor))
+                                           opts.symbolic, budget, rule)
         except SearchInterrupted:
             budget.interrupt()
-        if near_exact(exprs, symbols, X, y, exact_tol(floor)):
+        if near_exact(exprs, symbols, X, y, rule):
             log.info("one-variable law matched directly: no network trained")
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
                                interrupted=budget.interrupted, noise_floor=floor)
@@ -310,7 +315,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         exprs += found
         sub_noisy = noise_floor(noise_rel)
         if near_exact(found, symbols, X, y) or (
-                sub_noisy and near_exact(found, symbols, X, y, exact_tol(sub_noisy))):
+                sub_noisy and near_exact(found, symbols, X, y, exact_rule(sub_noisy, True))):
             log.info("law found under the output transform %s", transform)
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
                                interrupted=budget.interrupted, noise_floor=sub_noisy,
@@ -320,7 +325,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     floor = max(noise_floor(noise_rel, best_val), problem.error_floor)
     log.info("noise: local estimate %.3g, best network %.3g (relative MSE) -> floor %.3g",
              noise_rel, best_val, floor)
-    tol = exact_tol(floor)
+    tol = exact_rule(floor, noise_floor(data_noise, best_val) > 0)
     result = SolveResult(pd.DataFrame(), networks, scaling, noise_floor=floor,
                          transform=transform)
     failures: list[str] = []

@@ -36,11 +36,13 @@ EXACT_REL_MSE = 1e-24
 # ... and below which a formula ends the search early (the near-tied variants and the
 # remaining networks cannot beat it).
 NEAR_EXACT_REL_MSE = 1e-20
-# Above round-off (noisy data, or a part split off a network, which carries the network's
-# error as its floor) a formula within that floor ends the search early only with at most
-# this many fitted (Float) constants: a flexible look-alike reaches the noise floor too (a tanh
-# of a product of logs with 11 constants fitted q/(4 pi epsilon r^2) at 1% noise), and the
+# On noisy data a formula within the noise ends the search early only with at most this many
+# fitted (Float) constants: a flexible look-alike reaches the noise floor too (a tanh of a
+# product of logs with 11 constants fitted q/(4 pi epsilon r^2) at 1% noise), and the
 # structure tests after it find the law that the front's description length then prefers.
+# A part split off a network at noise 0 has no such cap: its floor is the network's smooth
+# error, and stopping at its first good reading leaves the budget to the other parts (with
+# the cap, sqrt((x2-x1)^2+(y2-y1)^2) ran out of time).
 MAX_NOISY_EXACT_CONSTANTS = 4
 # Formulas with more free constants than this are not snapped (each snap refits them all).
 MAX_SNAP_CONSTANTS = 24
@@ -60,17 +62,26 @@ class SymbolicSettings:
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class ExactRule:
+    """When a formula ends the search early: relative MSE at most `rel_tol` (round-off, or
+    a floor: the data's noise, a network's error on a split-off part), and, where set, at
+    most `max_constants` fitted constants (noisy data, see `MAX_NOISY_EXACT_CONSTANTS`)."""
+
+    rel_tol: float = NEAR_EXACT_REL_MSE
+    max_constants: int | None = None
+
+
 def near_exact(exprs: Sequence[sympy.Expr], symbols: Sequence[sympy.Symbol], X: np.ndarray,
-               y: np.ndarray, rel_tol: float = NEAR_EXACT_REL_MSE) -> bool:
-    """Does any formula reproduce y to round-off (relative MSE <= rel_tol)? A tolerance
-    above round-off is a floor (noise, or a network's error on a split-off part): there a
-    formula must also have few fitted constants (`MAX_NOISY_EXACT_CONSTANTS`) to count."""
+               y: np.ndarray, rule: ExactRule = ExactRule()) -> bool:
+    """Does any formula meet `rule` on (X, y): reproduce y to its relative MSE tolerance
+    (round-off by default) with few enough fitted constants?"""
     var = float(np.var(y))
     for e in exprs:
-        if rel_tol > NEAR_EXACT_REL_MSE and free_constants(e) > MAX_NOISY_EXACT_CONSTANTS:
+        if rule.max_constants is not None and free_constants(e) > rule.max_constants:
             continue
         pred = evaluate(e, symbols, X)
-        if np.all(np.isfinite(pred)) and np.mean((pred - y) ** 2) <= rel_tol * var:
+        if np.all(np.isfinite(pred)) and np.mean((pred - y) ** 2) <= rule.rel_tol * var:
             return True
     return False
 
@@ -87,12 +98,12 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
                      y: np.ndarray, symbols: Sequence[sympy.Symbol], scaling: Scaling,
                      library: Library, engine: FallbackEngine | None, val_mse: float,
                      settings: SymbolicSettings, budget: Budget,
-                     exact_tol: float = NEAR_EXACT_REL_MSE
+                     exact: ExactRule = ExactRule()
                      ) -> tuple[nx.DiGraph, list[sympy.Expr]]:
     """Graph, per-edge choice, composition in user units, constants refit and snapped.
 
     Xt, yt: training rows in network units; X (N, d), y (N,): all rows in user units.
-    A variant within `exact_tol` (relative MSE) of y ends the loop over variants.
+    A variant that meets `exact` ends the loop over variants.
     Returns the annotated graph of the first variant and every formula produced.
     """
     deadline = budget.deadline(SYMBOLIC_SHARE)
@@ -139,7 +150,7 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
                 # out of time for snapping: still drop float dust and merge constants
                 exprs.append(gather_constants(clean_expression(raw, simplify=False),
                                               symbols, X, y))
-            if near_exact(exprs[-1:], symbols, X, y, exact_tol):
+            if near_exact(exprs[-1:], symbols, X, y, exact):
                 break  # exact already: the near-tied variants cannot beat it
     return first_graph, exprs
 
@@ -154,7 +165,7 @@ POLISH_WORTH_RATIO = 2.0
 
 def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                           scaling: Scaling, library: Library, settings: SymbolicSettings,
-                          budget: Budget, exact_tol: float = NEAR_EXACT_REL_MSE
+                          budget: Budget, exact: ExactRule = ExactRule()
                           ) -> list[sympy.Expr]:
     """A one-variable problem is its own edge: the rows (x, y) are matched against the
     library and its compositions directly, with no network in between (a spline would only
@@ -183,7 +194,7 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
             raws.append((mse, raw))
         # Snapping costs a refit per tried value (many on noisy data, where no constant sits
         # on its simple value to round-off): only options about as good as the best are
-        # worth it, best first by the front's own loss, until one is exact (to `exact_tol`).
+        # worth it, best first by the front's own loss, until one meets `exact`.
         # Round-off ties go to the simpler: a sine of a tiny argument mimics a line to 1e-21.
         tie = NEAR_EXACT_REL_MSE * float(np.var(y))
         best = min((m for m, _ in raws), default=math.inf)
@@ -195,7 +206,7 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                 break
             exprs.append(polish_expression(raws[k][1], symbols, X, y,
                                            deadline=polish_deadline)[0])
-            if near_exact(exprs[-1:], symbols, X, y, exact_tol):
+            if near_exact(exprs[-1:], symbols, X, y, exact):
                 break
     return exprs
 

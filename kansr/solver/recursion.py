@@ -17,7 +17,7 @@ from ..compose.front import select_best
 from ..structure.decompose import decompose, recombine
 from ..structure.separability import relevance_tests, separability_tests
 from .budget import Budget
-from .formulas import NEAR_EXACT_REL_MSE, near_exact, refit_and_polish
+from .formulas import ExactRule, near_exact, refit_and_polish
 from .scaling import Scaling
 from .shapes import TrainedNetwork
 
@@ -116,7 +116,7 @@ def irrelevant_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, see
 
 def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                        net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
-                       budget: Budget, seed: int, exact_tol: float = NEAR_EXACT_REL_MSE
+                       budget: Budget, seed: int, exact: ExactRule = ExactRule()
                        ) -> tuple[list[sympy.Expr], Split | None]:
     """Formulas from splitting the problem along the structures the network passes.
 
@@ -124,7 +124,7 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     solver itself, one level deeper); error_floor is the network's error as a share of the
     part's variance, so that the part's search stops where the network cannot tell better.
     The passed tests are tried in rank order (at most `MAX_STRUCTURES`) until one gives a
-    formula within `exact_tol` (relative MSE) of y. Returns the recombined formulas
+    formula that meets `exact` on X, y. Returns the recombined formulas
     (refitted on X, y) and the tree of the first structure that gave the law, else of the
     first tried.
     """
@@ -146,7 +146,7 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
                                        solve_part, budget)
         exprs += found
         first = first or tree
-        if found and near_exact(found, symbols, X, y, exact_tol):
+        if found and near_exact(found, symbols, X, y, exact):
             return exprs, tree
     return exprs, first
 
