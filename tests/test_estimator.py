@@ -39,6 +39,10 @@ HARD_LAWS = {
     # a sum of three products (Feynman I.11.19): product symmetries, one pair at a time
     "dot_product": (["x1", "y1", "x2", "y2", "x3", "y3"], [(1, 5)] * 6,
                     lambda x1, y1, x2, y2, x3, y3: x1 * y1 + x2 * y2 + x3 * y3),
+    # one variable, no primitive under an affine map: a ratio of lines in exp, a power
+    # times a cosine (the rational matcher)
+    "bose_occupancy": (["x"], [(0.1, 8)], lambda x: 1 / (sp.exp(x / 3) - 1)),
+    "sinc_squared": (["x"], [(0.3, 3)], lambda x: sp.sin(x)**2 / x**2),
     # a measured column the law ignores: solved without it
     "idle_column": (["a", "b", "c"], [(1, 5)] * 3, lambda a, b, c: a / (b + 1) + 0 * c),
 }

@@ -470,3 +470,42 @@ def test_an_edge_whose_input_node_is_constant_becomes_that_constant():
     # library functions only approximately, so compare loosely)
     with torch.no_grad():
         assert float(torch.mean((sym_model(X) - y) ** 2)) < 1e-2 * float(torch.var(y))
+
+
+# ---- a power times a ratio of lines in one primitive (kansr.match.rational) ---------- #
+def _rational_top(x: np.ndarray, y: np.ndarray, **kw):
+    from kansr.match.rational import match_rational
+
+    fits = match_rational(x, y, LIB, **kw)
+    assert fits, "no fit returned"
+    return fits[0]
+
+
+@pytest.mark.parametrize("name, law, lo, hi, primitive, transform", [
+    ("Bose-Einstein", lambda x: 1 / (np.exp(x / 3) - 1), 0.1, 8.0, {"exp", "tanh"}, "identity"),
+    ("Planck", lambda x: x ** 3 / (np.exp(x) - 1), 0.2, 6.0, {"exp", "tanh"}, "identity"),
+    ("sinc squared", lambda x: np.sin(x) ** 2 / x ** 2, 0.3, 3.0, {"sin", "cos"}, None),
+    ("relativistic Doppler", lambda x: (1 + x) / np.sqrt(1 - x ** 2), 0.1, 0.7, {"x"}, "square"),
+])
+def test_rational_match_reproduces_one_variable_laws_to_round_off(name, law, lo, hi,
+                                                                   primitive, transform):
+    x = np.random.default_rng(0).uniform(lo, hi, 1000)
+    y = law(x)
+    top = _rational_top(x, y)
+    assert top.mse <= 1e-18 * np.var(y), (name, top)
+    assert top.primitive in primitive and (transform is None or top.transform == transform)
+    # the expression is the fitted curve, in x's own units
+    pred = sympy.lambdify(X, top.expr, "numpy")(x)
+    assert np.allclose(pred, y, rtol=1e-8, atol=0)
+
+
+def test_rational_match_never_puts_a_pole_between_the_samples():
+    x = np.random.default_rng(1).uniform(-1.0, 1.0, 400)
+    y = np.abs(x) ** 1.5 + 0.2 * x  # in no fit's class: the look-alikes must stay finite
+    from kansr.match.rational import match_rational
+
+    dense = np.linspace(-1.0, 1.0, 20001)
+    for fit in match_rational(x, y, LIB, top_k=8):
+        with np.errstate(all="ignore"):
+            values = sympy.lambdify(X, fit.expr, "numpy")(dense)
+        assert np.all(np.isfinite(values)), fit.expr

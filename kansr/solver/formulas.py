@@ -25,7 +25,8 @@ from ..expr import evaluate
 from ..fallback import FallbackEngine
 from ..graph import network_to_graph
 from ..kan import KAN
-from ..match.library import Library
+from ..match.library import X as LIB_X, Library
+from ..match.rational import match_rational
 from .budget import SYMBOLIC_SHARE, Budget
 from .scaling import Scaling
 
@@ -192,6 +193,20 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                 log.debug("refitting %s failed: %s", expr, exc)
                 continue
             raws.append((mse, raw))
+        best = min((m for m, _ in raws), default=math.inf)
+        if best > NEAR_EXACT_REL_MSE * float(np.var(y)) and not budget.expired(SYMBOLIC_SHARE):
+            # no primitive under an affine map reproduces the rows to round-off: a power
+            # times a ratio of lines in one primitive may (1/(exp(x) - 1), sin(x)^2/x^2,
+            # (1 + x)/sqrt(1 - x^2)). Not only above `exact`'s tolerance: on a steep law the
+            # local noise estimate measures curvature, and a look-alike passes under it.
+            for fit in match_rational(X[rows, 0], y[rows], library, seed=settings.seed,
+                                      deadline=budget.deadline(SYMBOLIC_SHARE)):
+                try:
+                    raw, mse = refit_constants(fit.expr.xreplace({LIB_X: symbols[0]}),
+                                               symbols, X, y)
+                    raws.append((mse, raw))
+                except Exception as exc:  # noqa: BLE001 - as for the library's options
+                    log.debug("refitting %s failed: %s", fit.expr, exc)
         # Snapping costs a refit per tried value (many on noisy data, where no constant sits
         # on its simple value to round-off): only options about as good as the best are
         # worth it, best first by the front's own loss, until one meets `exact`.

@@ -1,0 +1,299 @@
+"""One-variable laws as a power times a linear-fractional function of one primitive.
+
+    T(y) ~= x^k * (p0 + p1 g) / (1 + q g),   g = f(a x + b)
+
+for a library primitive f, an integer power k and an output transform T (y, y^2 or sqrt y).
+The class holds what one primitive under an affine map cannot: 1/(exp(x) - 1) (Bose-Einstein
+occupancy), x^3/(exp(x) - 1) (Planck), sin(x/2)^2/x^2 (a sinc squared: x^-2 (1 - cos x)/2),
+(1 + x)/sqrt(1 - x^2) (y^2 is a ratio of lines), x/(1 + x) and 1/sqrt(1 - x^2).
+
+For fixed (a, b) the model is linear in (p0, p1, q) once multiplied out,
+z = p0 + p1 g - q g z with z = T(y) / x^k, so a coarse grid over (a, b) costs one small
+least-squares solve per grid point, all of them batched (variable projection, as in
+`kansr.match.varpro`). The best grid points are then refined on all five constants by
+scipy's least squares against y itself, and returned as sympy expressions in the library's
+`X` (the caller's units; no scaling inside them). The caller refits and snaps them like any
+other candidate formula.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import sympy
+from scipy.optimize import least_squares
+
+from .library import X, Library, Primitive
+from .varpro import _grid, _symmetry, is_identity
+
+log = logging.getLogger(__name__)
+
+#: Powers k of the prefactor x^k.
+POWERS = (0, 1, -1, 2, -2, 3, -3)
+#: Output transforms T: name -> (forward, inverse as a sympy function of the model).
+TRANSFORMS = ("identity", "square", "sqrt")
+#: Rows used by the coarse grid, and by the refinement.
+SCAN_ROWS = 200
+REFINE_ROWS = 1000
+#: Grid over (a, b) in units where the data's x spans [-1, 1] (as `varpro._grid`).
+N_ALPHA, N_BETA = 24, 13
+#: Grid points refined on (a, b) per (primitive, power, transform), and candidates then
+#: refined on all constants against y.
+STARTS = 1
+REFINED = 8
+#: The denominator 1 + q g may come no closer to zero than this on the data (a pole in the
+#: data's range is no law; near one the equation error says nothing about the fit).
+MIN_DENOMINATOR = 1e-3
+
+
+@dataclass(frozen=True)
+class RationalFit:
+    """A fitted x^k (p0 + p1 g)/(1 + q g) under the output transform `transform`."""
+
+    expr: sympy.Expr  # in the library's X, the caller's units
+    mse: float  # on the refinement rows, in y's units
+    primitive: str
+    power: int
+    transform: str
+
+
+def _transform(name: str, y: np.ndarray) -> np.ndarray | None:
+    """T(y), or None where T does not apply (sqrt of a negative, y of mixed sign for y^2)."""
+    if name == "identity":
+        return y
+    if name == "square":  # undone by sqrt: y must keep one sign
+        return y ** 2 if (np.all(y > 0) or np.all(y < 0)) else None
+    return np.sqrt(y) if np.all(y > 0) else None
+
+
+def _undo(name: str, model: sympy.Expr, y_sign: float) -> sympy.Expr:
+    if name == "identity":
+        return model
+    if name == "square":
+        return sympy.sqrt(model) if y_sign > 0 else -sympy.sqrt(model)
+    return model ** 2
+
+
+def _undo_np(name: str, model: np.ndarray, y_sign: float) -> np.ndarray:
+    if name == "identity":
+        return model
+    if name == "square":
+        return y_sign * np.sqrt(model)
+    return model ** 2
+
+
+def _scan(g: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of z ~ p0 + p1 g - q g z for every row of g (G, n) at once.
+
+    Returns the parameters (G, 3) and the true relative error of (p0 + p1 g)/(1 + q g)
+    against z (G,), inf where the solve fails or the denominator nears zero."""
+    n = z.size
+    gz, gg = g * z, g * g
+    s_g, s_gz, s_gg = g.sum(1), gz.sum(1), gg.sum(1)
+    s_ggz, s_ggzz, s_gzz = (gg * z).sum(1), (gg * (z * z)).sum(1), (gz * z).sum(1)
+    # normal equations of the columns (1, g, -g z), scaled to unit diagonal: conditioning
+    M = np.empty((len(g), 3, 3))
+    M[:, 0, 0], M[:, 0, 1], M[:, 0, 2] = n, s_g, -s_gz
+    M[:, 1, 1], M[:, 1, 2], M[:, 2, 2] = s_gg, -s_ggz, s_ggzz
+    M[:, 1, 0], M[:, 2, 0], M[:, 2, 1] = M[:, 0, 1], M[:, 0, 2], M[:, 1, 2]
+    r = np.stack([np.full(len(g), z.sum()), s_gz, -s_gzz], axis=1)
+    with np.errstate(all="ignore"):
+        d = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 1e-300))
+        Mn = M / (d[:, :, None] * d[:, None, :]) + 1e-12 * np.eye(3)
+        try:
+            p = np.linalg.solve(Mn, (r / d)[..., None])[..., 0] / d
+        except np.linalg.LinAlgError:
+            return np.zeros((len(g), 3)), np.full(len(g), np.inf)
+        den = 1.0 + p[:, 2:3] * g
+        pred = (p[:, 0:1] + p[:, 1:2] * g) / den
+        err = np.mean((pred - z[None, :]) ** 2, axis=1) / max(float(np.var(z)), 1e-300)
+    # one sign across the rows: a pole between samples would be crossed
+    bad = ~np.isfinite(err) | (np.min(np.abs(den), axis=1) < MIN_DENOMINATOR) \
+        | (np.min(den, axis=1) * np.max(den, axis=1) <= 0)
+    err[bad] = np.inf
+    return p, err
+
+
+def _zoom(f: Primitive, t: np.ndarray, z: np.ndarray, alpha: float, beta: float,
+          free_beta: bool) -> tuple[float, float, np.ndarray, float]:
+    """(alpha, beta) from a grid point refined with (p0, p1, q) solved at each step (a
+    coarse grid's error says little: a flexible look-alike beats the law's shape one grid
+    step off); (alpha, beta, p, relative error on z)."""
+    def resid(ab: np.ndarray) -> np.ndarray:
+        al, be = (ab[0], ab[1]) if free_beta else (ab[0], beta)
+        with np.errstate(all="ignore"):
+            g = f.numpy_fn(al * t + be)[None, :]
+        if not np.all(np.isfinite(g)):
+            return np.full(t.size, 1e3)
+        p, err = _scan(g, z)
+        if not np.isfinite(err[0]):
+            return np.full(t.size, 1e3)
+        return ((p[0, 0] + p[0, 1] * g[0]) / (1 + p[0, 2] * g[0]) - z) / np.std(z)
+
+    start = np.array([alpha, beta] if free_beta else [alpha])
+    try:
+        with np.errstate(all="ignore"):
+            res = least_squares(resid, start, max_nfev=30 * start.size, diff_step=1e-6)
+        ab = res.x
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+        ab = start
+    al, be = (float(ab[0]), float(ab[1])) if free_beta else (float(ab[0]), beta)
+    with np.errstate(all="ignore"):
+        g = f.numpy_fn(al * t + be)[None, :]
+    if not np.all(np.isfinite(g)):
+        return alpha, beta, np.zeros(3), math.inf
+    p, err = _scan(g, z)
+    return al, be, p[0], float(err[0])
+
+
+def _grid_for(f: Primitive) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, beta) to scan in normalised units."""
+    if _symmetry(f) == "shift":  # exp(a x + b) = e^b exp(a x): b is absorbed by p1 and q
+        return _grid(N_ALPHA, 1, True)
+    return _grid(N_ALPHA, N_BETA, True)
+
+
+def _model(theta: np.ndarray, f: Primitive, x: np.ndarray, k: int) -> np.ndarray:
+    p0, p1, q, a, b = theta
+    g = f.numpy_fn(a * x + b)
+    return x ** k * (p0 + p1 * g) / (1.0 + q * g)
+
+
+def _refine(f: Primitive, x: np.ndarray, y: np.ndarray, k: int, tname: str, y_sign: float,
+            theta0: np.ndarray, free_ab: bool) -> tuple[np.ndarray, float]:
+    """All constants refined against y itself; (theta, relative MSE on y)."""
+    var = max(float(np.var(y)), 1e-300)
+
+    def resid(theta: np.ndarray) -> np.ndarray:
+        full = theta if free_ab else np.concatenate([theta, theta0[3:]])
+        with np.errstate(all="ignore"):
+            r = _undo_np(tname, _model(full, f, x, k), y_sign) - y
+        return np.where(np.isfinite(r), r, 1e3 * math.sqrt(var))
+
+    start = theta0 if free_ab else theta0[:3]
+    r0 = resid(start)
+    best, best_err = start, float(r0 @ r0) / len(y) / var
+    try:
+        with np.errstate(all="ignore"):
+            res = least_squares(resid, start, max_nfev=60 * len(start), x_scale="jac")
+        err = float(res.fun @ res.fun) / len(y) / var
+        if err < best_err:
+            best, best_err = res.x, err
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+        pass
+    full = best if free_ab else np.concatenate([best, theta0[3:]])
+    return full, best_err
+
+
+def _canonical(f: Primitive, theta: np.ndarray) -> np.ndarray:
+    """A readable representative: exp(a x + b) -> e^b exp(a x), (a x + b)^n -> a^n (x + b/a)^n,
+    the factor taken into p1 and q (the curve is unchanged)."""
+    p0, p1, q, a, b = (float(v) for v in theta)
+    kind = _symmetry(f)
+    with np.errstate(all="ignore"):
+        if kind == "shift":
+            lam = float(f.numpy_fn(np.array([b]))[0] / f.numpy_fn(np.array([0.0]))[0])
+            a_new, b_new = a, 0.0
+        elif kind == "scale" and a != 0 and not is_identity(f.expr):
+            a_new, b_new = math.copysign(1.0, a), b / abs(a)
+            u = np.array([0.3, 0.7])
+            ratio = f.numpy_fn(a * u + b) / f.numpy_fn(a_new * u + b_new)
+            lam = float(ratio[0])
+        else:
+            return theta
+    if not (math.isfinite(lam) and lam != 0):
+        return theta
+    return np.array([p0, p1 * lam, q * lam, a_new, b_new])
+
+
+def _expr(f: Primitive, theta: np.ndarray, k: int, tname: str, y_sign: float) -> sympy.Expr:
+    p0, p1, q, a, b = (sympy.Float(float(v)) for v in theta)
+    g = f.expr.subs(X, a * X + b) if not is_identity(f.expr) else X
+    return _undo(tname, X ** k * (p0 + p1 * g) / (1 + q * g), y_sign)
+
+
+def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
+                   powers: Sequence[int] = POWERS, transforms: Sequence[str] = TRANSFORMS,
+                   top_k: int = 3, seed: int = 0, deadline: float | None = None
+                   ) -> list[RationalFit]:
+    """The `top_k` best fits x^k (p0 + p1 f(a x + b)) / (1 + q f(a x + b)) of (x, y),
+    undone from T(y) for T in `transforms`, over the library's primitives; best first by
+    relative MSE on y, possibly empty. Stops scanning at `deadline` (perf_counter)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.size < 8 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return []
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(x.size)
+    scan, fine = order[:SCAN_ROWS], order[:REFINE_ROWS]
+    m, s = 0.5 * (x.max() + x.min()), 0.5 * np.ptp(x)
+    t = (x[scan] - m) / s
+    y_sign = 1.0 if np.all(y > 0) else -1.0
+    candidates: list[tuple[float, Primitive, int, str, np.ndarray]] = []
+    prims = [f for f in library if f.expr.has(X) and f.name != "abs"]
+    for tname in transforms:
+        ty = _transform(tname, y)
+        if ty is None:
+            continue
+        for k in powers:
+            if k < 0 and x.min() <= 0 <= x.max():
+                continue  # x^k has its pole in the data's range
+            with np.errstate(all="ignore"):
+                z = ty[scan] / x[scan] ** k
+            if not np.all(np.isfinite(z)) or np.ptp(z) == 0:
+                continue
+            for f in prims:
+                if deadline is not None and time.perf_counter() > deadline:
+                    break
+                if is_identity(f.expr):  # a ratio of lines: no map to scan
+                    _, e_id = _scan(x[scan][None, :], z)
+                    if np.isfinite(e_id[0]):
+                        candidates.append((float(e_id[0]), f, k, tname,
+                                           np.array([0.0, 0.0, 0.0, 1.0, 0.0])))
+                    continue
+                alpha, beta = _grid_for(f)
+                ok = f.range_ok(beta - np.abs(alpha), beta + np.abs(alpha))
+                alpha, beta = alpha[ok], beta[ok]
+                if alpha.size == 0:
+                    continue
+                with np.errstate(all="ignore"):
+                    g = f.numpy_fn(alpha[:, None] * t[None, :] + beta[:, None])
+                fin = np.all(np.isfinite(g), axis=1) & (np.max(np.abs(g), axis=1) < 1e100)
+                if not fin.any():
+                    continue
+                alpha, beta, g = alpha[fin], beta[fin], g[fin]
+                p, err = _scan(g, z)
+                for i in np.argsort(err)[:STARTS]:
+                    if not np.isfinite(err[i]):
+                        continue
+                    al, be, pi, e = _zoom(f, t, z, alpha[i], beta[i], _symmetry(f) != "shift")
+                    if math.isfinite(e):
+                        # (a, b) back in x's own units
+                        candidates.append((e, f, k, tname,
+                                           np.array([*pi, al / s, be - al * m / s])))
+    candidates.sort(key=lambda c: c[0])
+    fits: list[RationalFit] = []
+    xf, yf = x[fine], y[fine]
+    var = max(float(np.var(yf)), 1e-300)
+    for _, f, k, tname, theta0 in candidates[:REFINED]:
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        if is_identity(f.expr):
+            with np.errstate(all="ignore"):
+                p, _ = _scan(xf[None, :], _transform(tname, yf) / xf ** k)
+            theta0 = np.array([*p[0], 1.0, 0.0])
+        theta, err = _refine(f, xf, yf, k, tname, y_sign, theta0,
+                             free_ab=not is_identity(f.expr))
+        theta = _canonical(f, theta)
+        try:
+            expr = _expr(f, theta, k, tname, y_sign)
+        except (TypeError, ValueError):
+            continue
+        fits.append(RationalFit(expr, err * var, f.name, k, tname))
+    fits.sort(key=lambda r: r.mse)
+    return fits[:top_k]
