@@ -484,6 +484,8 @@ def _rational_top(x: np.ndarray, y: np.ndarray, **kw):
 @pytest.mark.parametrize("name, law, lo, hi, primitive, transform", [
     ("Bose-Einstein", lambda x: 1 / (np.exp(x / 3) - 1), 0.1, 8.0, {"exp", "tanh"}, "identity"),
     ("Planck", lambda x: x ** 3 / (np.exp(x) - 1), 0.2, 6.0, {"exp", "tanh"}, "identity"),
+    # a dimensionless group the other way up: k T / (h omega) for h omega / (k T)
+    ("inverted group", lambda x: 1 / (np.exp(2 / x) - 1), 0.5, 5.0, {"exp", "tanh"}, "identity"),
     ("sinc squared", lambda x: np.sin(x) ** 2 / x ** 2, 0.3, 3.0, {"sin", "cos"}, None),
     ("relativistic Doppler", lambda x: (1 + x) / np.sqrt(1 - x ** 2), 0.1, 0.7, {"x"}, "square"),
 ])

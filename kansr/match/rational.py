@@ -1,6 +1,6 @@
 """One-variable laws as a power times a linear-fractional function of one primitive.
 
-    T(y) ~= x^k * (p0 + p1 g) / (1 + q g),   g = f(a x + b)
+    T(y) ~= x^k * (p0 + p1 g) / (1 + q g),   g = f(a x + b) or f(a / x + b)
 
 for a library primitive f, an integer power k and an output transform T (y, y^2 or sqrt y).
 The class holds what one primitive under an affine map cannot: 1/(exp(x) - 1) (Bose-Einstein
@@ -18,6 +18,7 @@ other candidate formula.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -41,11 +42,15 @@ TRANSFORMS = ("identity", "square", "sqrt")
 SCAN_ROWS = 200
 REFINE_ROWS = 1000
 #: Grid over (a, b) in units where the data's x spans [-1, 1] (as `varpro._grid`).
-N_ALPHA, N_BETA = 24, 13
+N_ALPHA, N_BETA = 24, 13  # (alpha steps of 1.3x, beta steps of (|alpha| + 3) / 4)
 #: Grid points refined on (a, b) per (primitive, power, transform), and candidates then
 #: refined on all constants against y.
 STARTS = 1
 REFINED = 8
+#: Relative errors below this are round-off: ties.
+ROUND_OFF = 1e-20
+#: Local grids narrowing each coarse grid point: points per axis, levels, shrink per level.
+ZOOM_POINTS, ZOOM_LEVELS, ZOOM_SHRINK = 9, 5, 4.0
 #: The denominator 1 + q g may come no closer to zero than this on the data (a pole in the
 #: data's range is no law; near one the equation error says nothing about the fit).
 MIN_DENOMINATOR = 1e-3
@@ -121,34 +126,33 @@ def _scan(g: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _zoom(f: Primitive, t: np.ndarray, z: np.ndarray, alpha: float, beta: float,
           free_beta: bool) -> tuple[float, float, np.ndarray, float]:
-    """(alpha, beta) from a grid point refined with (p0, p1, q) solved at each step (a
-    coarse grid's error says little: a flexible look-alike beats the law's shape one grid
-    step off); (alpha, beta, p, relative error on z)."""
-    def resid(ab: np.ndarray) -> np.ndarray:
-        al, be = (ab[0], ab[1]) if free_beta else (ab[0], beta)
+    """(alpha, beta) from a coarse grid point narrowed by finer local grids, (p0, p1, q)
+    solved at each point (a coarse grid's error says little: a flexible look-alike beats
+    the law's own shape one grid step off); (alpha, beta, p, relative error on z)."""
+    steps = np.linspace(-1.0, 1.0, ZOOM_POINTS)
+    d_log = math.log(_grid(N_ALPHA, 1, False)[0][1] / _grid(N_ALPHA, 1, False)[0][0])
+    d_beta = 3.0 / (N_BETA - 1) * (abs(alpha) + 3.0) if free_beta else 0.0
+    best = (alpha, beta, np.zeros(3), math.inf)
+    for _ in range(ZOOM_LEVELS):
+        al = np.repeat(best[0] * np.exp(steps * d_log), ZOOM_POINTS if free_beta else 1)
+        be = (np.tile(best[1] + steps * d_beta, ZOOM_POINTS) if free_beta
+              else np.full(al.shape, best[1]))
+        ok = f.range_ok(be - np.abs(al), be + np.abs(al))
+        if not ok.any():
+            break
+        al, be = al[ok], be[ok]
         with np.errstate(all="ignore"):
-            g = f.numpy_fn(al * t + be)[None, :]
-        if not np.all(np.isfinite(g)):
-            return np.full(t.size, 1e3)
-        p, err = _scan(g, z)
-        if not np.isfinite(err[0]):
-            return np.full(t.size, 1e3)
-        return ((p[0, 0] + p[0, 1] * g[0]) / (1 + p[0, 2] * g[0]) - z) / np.std(z)
-
-    start = np.array([alpha, beta] if free_beta else [alpha])
-    try:
-        with np.errstate(all="ignore"):
-            res = least_squares(resid, start, max_nfev=30 * start.size, diff_step=1e-6)
-        ab = res.x
-    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
-        ab = start
-    al, be = (float(ab[0]), float(ab[1])) if free_beta else (float(ab[0]), beta)
-    with np.errstate(all="ignore"):
-        g = f.numpy_fn(al * t + be)[None, :]
-    if not np.all(np.isfinite(g)):
-        return alpha, beta, np.zeros(3), math.inf
-    p, err = _scan(g, z)
-    return al, be, p[0], float(err[0])
+            g = f.numpy_fn(al[:, None] * t[None, :] + be[:, None])
+        fin = np.all(np.isfinite(g), axis=1)
+        if not fin.any():
+            break
+        p, err = _scan(np.where(fin[:, None], g, 0.0), z)
+        err[~fin] = np.inf
+        i = int(np.argmin(err))
+        if err[i] < best[3]:
+            best = (float(al[i]), float(be[i]), p[i], float(err[i]))
+        d_log, d_beta = d_log / ZOOM_SHRINK, d_beta / ZOOM_SHRINK
+    return best
 
 
 def _grid_for(f: Primitive) -> tuple[np.ndarray, np.ndarray]:
@@ -158,21 +162,21 @@ def _grid_for(f: Primitive) -> tuple[np.ndarray, np.ndarray]:
     return _grid(N_ALPHA, N_BETA, True)
 
 
-def _model(theta: np.ndarray, f: Primitive, x: np.ndarray, k: int) -> np.ndarray:
+def _model(theta: np.ndarray, f: Primitive, x: np.ndarray, k: int, inv: bool) -> np.ndarray:
     p0, p1, q, a, b = theta
-    g = f.numpy_fn(a * x + b)
+    g = f.numpy_fn(a * (1.0 / x if inv else x) + b)
     return x ** k * (p0 + p1 * g) / (1.0 + q * g)
 
 
-def _refine(f: Primitive, x: np.ndarray, y: np.ndarray, k: int, tname: str, y_sign: float,
-            theta0: np.ndarray, free_ab: bool) -> tuple[np.ndarray, float]:
+def _refine(f: Primitive, x: np.ndarray, y: np.ndarray, k: int, inv: bool, tname: str,
+            y_sign: float, theta0: np.ndarray, free_ab: bool) -> tuple[np.ndarray, float]:
     """All constants refined against y itself; (theta, relative MSE on y)."""
     var = max(float(np.var(y)), 1e-300)
 
     def resid(theta: np.ndarray) -> np.ndarray:
         full = theta if free_ab else np.concatenate([theta, theta0[3:]])
         with np.errstate(all="ignore"):
-            r = _undo_np(tname, _model(full, f, x, k), y_sign) - y
+            r = _undo_np(tname, _model(full, f, x, k, inv), y_sign) - y
         return np.where(np.isfinite(r), r, 1e3 * math.sqrt(var))
 
     start = theta0 if free_ab else theta0[:3]
@@ -211,9 +215,11 @@ def _canonical(f: Primitive, theta: np.ndarray) -> np.ndarray:
     return np.array([p0, p1 * lam, q * lam, a_new, b_new])
 
 
-def _expr(f: Primitive, theta: np.ndarray, k: int, tname: str, y_sign: float) -> sympy.Expr:
+def _expr(f: Primitive, theta: np.ndarray, k: int, inv: bool, tname: str, y_sign: float
+          ) -> sympy.Expr:
     p0, p1, q, a, b = (sympy.Float(float(v)) for v in theta)
-    g = f.expr.subs(X, a * X + b) if not is_identity(f.expr) else X
+    u = 1 / X if inv else X
+    g = f.expr.subs(X, a * u + b) if not is_identity(f.expr) else u
     return _undo(tname, X ** k * (p0 + p1 * g) / (1 + q * g), y_sign)
 
 
@@ -221,9 +227,10 @@ def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
                    powers: Sequence[int] = POWERS, transforms: Sequence[str] = TRANSFORMS,
                    top_k: int = 3, seed: int = 0, deadline: float | None = None
                    ) -> list[RationalFit]:
-    """The `top_k` best fits x^k (p0 + p1 f(a x + b)) / (1 + q f(a x + b)) of (x, y),
-    undone from T(y) for T in `transforms`, over the library's primitives; best first by
-    relative MSE on y, possibly empty. Stops scanning at `deadline` (perf_counter)."""
+    """The `top_k` best fits x^k (p0 + p1 f(a u + b)) / (1 + q f(a u + b)) of (x, y), u = x
+    or (x of one sign) 1/x, undone from T(y) for T in `transforms`, over the library's
+    primitives; best first by relative MSE on y, possibly empty. Stops scanning at
+    `deadline` (perf_counter)."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size < 8 or np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -231,10 +238,11 @@ def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
     rng = np.random.default_rng(seed)
     order = rng.permutation(x.size)
     scan, fine = order[:SCAN_ROWS], order[:REFINE_ROWS]
-    m, s = 0.5 * (x.max() + x.min()), 0.5 * np.ptp(x)
-    t = (x[scan] - m) / s
     y_sign = 1.0 if np.all(y > 0) else -1.0
-    candidates: list[tuple[float, Primitive, int, str, np.ndarray]] = []
+    candidates: list[tuple[float, Primitive, int, bool, str, np.ndarray]] = []
+    # a dimensionless group comes in either orientation (h omega / kT or kT / h omega):
+    # f(a / x + b) is tried beside f(a x + b) where x keeps one sign
+    inversions = (False, True) if x.min() * x.max() > 0 else (False,)
     prims = [f for f in library if f.expr.has(X) and f.name != "abs"]
     for tname in transforms:
         ty = _transform(tname, y)
@@ -247,15 +255,18 @@ def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
                 z = ty[scan] / x[scan] ** k
             if not np.all(np.isfinite(z)) or np.ptp(z) == 0:
                 continue
-            for f in prims:
+            for f, inv in itertools.product(prims, inversions):
                 if deadline is not None and time.perf_counter() > deadline:
                     break
                 if is_identity(f.expr):  # a ratio of lines: no map to scan
                     _, e_id = _scan(x[scan][None, :], z)
-                    if np.isfinite(e_id[0]):
-                        candidates.append((float(e_id[0]), f, k, tname,
+                    if not inv and np.isfinite(e_id[0]):  # (1/x is a ratio of lines too)
+                        candidates.append((float(e_id[0]), f, k, False, tname,
                                            np.array([0.0, 0.0, 0.0, 1.0, 0.0])))
                     continue
+                u = 1.0 / x if inv else x
+                m, s = 0.5 * (u.max() + u.min()), 0.5 * np.ptp(u)
+                t = (u[scan] - m) / s
                 alpha, beta = _grid_for(f)
                 ok = f.range_ok(beta - np.abs(alpha), beta + np.abs(alpha))
                 alpha, beta = alpha[ok], beta[ok]
@@ -274,26 +285,28 @@ def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
                     al, be, pi, e = _zoom(f, t, z, alpha[i], beta[i], _symmetry(f) != "shift")
                     if math.isfinite(e):
                         # (a, b) back in x's own units
-                        candidates.append((e, f, k, tname,
+                        candidates.append((e, f, k, inv, tname,
                                            np.array([*pi, al / s, be - al * m / s])))
     candidates.sort(key=lambda c: c[0])
     fits: list[RationalFit] = []
+    ranks: list[tuple[float, int, int]] = []
     xf, yf = x[fine], y[fine]
     var = max(float(np.var(yf)), 1e-300)
-    for _, f, k, tname, theta0 in candidates[:REFINED]:
+    for _, f, k, inv, tname, theta0 in candidates[:REFINED]:
         if deadline is not None and time.perf_counter() > deadline:
             break
         if is_identity(f.expr):
             with np.errstate(all="ignore"):
                 p, _ = _scan(xf[None, :], _transform(tname, yf) / xf ** k)
             theta0 = np.array([*p[0], 1.0, 0.0])
-        theta, err = _refine(f, xf, yf, k, tname, y_sign, theta0,
+        theta, err = _refine(f, xf, yf, k, inv, tname, y_sign, theta0,
                              free_ab=not is_identity(f.expr))
         theta = _canonical(f, theta)
         try:
-            expr = _expr(f, theta, k, tname, y_sign)
+            expr = _expr(f, theta, k, inv, tname, y_sign)
         except (TypeError, ValueError):
             continue
         fits.append(RationalFit(expr, err * var, f.name, k, tname))
-    fits.sort(key=lambda r: r.mse)
-    return fits[:top_k]
+        ranks.append((max(err, ROUND_OFF), f.complexity + inv + abs(k), len(ranks)))
+    # round-off ties go to the simpler form (a ratio of lines in x, not in 1/(c - 1/x))
+    return [fits[i] for _, _, i in sorted(ranks)[:top_k]]
