@@ -262,3 +262,18 @@ def test_refit_stops_at_its_deadline_keeping_the_start():
     assert late == start
     fitted, mse = refit_constants(start, [x, y], X, yv)
     assert mse < 1e-20 and late_mse > 1e-2
+
+
+def test_a_redundant_scale_in_a_denominator_merges_and_the_law_snaps():
+    # as refitted on Feynman II.11.27: a/(b*x - c) has one scale too many, so none of the
+    # three constants sat on a simple value; with one coefficient made 1 the law snaps
+    from kansr.compose.snap import polish_expression
+
+    Ef, eps, a, n = sp.symbols("Ef epsilon alpha n")
+    law = n * a / (1 - n * a / 3) * eps * Ef
+    refitted = 3 * Ef * eps * (-10 - sp.Float(6894788)
+                               / (sp.Float(229826.266666667) * a * n - sp.Float(689478.8))) / 10
+    X = np.random.default_rng(0).uniform(1, 2, (1000, 4)) * np.array([1, 1, 0.3, 1.0])
+    y = sp.lambdify([Ef, eps, a, n], law)(*X.T)
+    polished, _ = polish_expression(refitted, [Ef, eps, a, n], X, y)
+    assert sp.simplify(polished - law) == 0, polished

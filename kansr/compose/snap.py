@@ -291,21 +291,60 @@ def free_constants(expr: sp.Expr) -> int:
     return sum(1 for a in sp.preorder_traversal(expr) if isinstance(a, sp.Float))
 
 
+def _unit_sums(expr: sp.Expr) -> sp.Expr:
+    """Every power of a sum with a Float and another coefficient not +-1 rewritten so that
+    one term has coefficient +-1: ``(s)**e = |c|**e * (s/|c|)**e`` with c the constant term (else the
+    first term's coefficient). A refitted ``a/(b*x - c)`` carries one redundant scale
+    (6894788/(229826.27*x - 689478.8)); after the rewrite it merges into the numerator and
+    the rest can snap (-10/(1 - x/3))."""
+    def unit(base: sp.Add) -> tuple[sp.Expr, sp.Expr] | None:
+        coeffs = [t.as_coeff_Mul() for t in base.args]
+        # a fitted coefficient and another that is not +-1 (cleaning may have rounded it)
+        if not any(isinstance(c, sp.Float) for c, _ in coeffs) \
+                or sum(abs(c) != 1 for c, _ in coeffs) < 2:
+            return None
+        c, rest = next(((c, r) for c, r in coeffs if r == 1), coeffs[0])
+        if not c.is_number or c == 0 or not math.isfinite(float(c)):
+            return None
+        scale = sp.Float(abs(float(c)))
+        terms = [(sp.sign(c) * r) if (cc, r) == (c, rest) else (cc / scale) * r
+                 for cc, r in coeffs]
+        return scale, sp.Add(*terms)
+
+    def walk(e: sp.Basic) -> sp.Basic:
+        if not e.args:
+            return e
+        e = e.func(*[walk(a) for a in e.args])
+        if isinstance(e, sp.Pow) and isinstance(e.base, sp.Add):
+            done = unit(e.base)
+            if done is not None:
+                return done[0] ** e.exp * done[1] ** e.exp
+        return e
+
+    return walk(expr)
+
+
 def gather_constants(
     expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike, y: np.ndarray
 ) -> sp.Expr:
     """Pull constant factors out of sums and powers so redundant constants merge.
 
-    ``6*sqrt(0.0278*x**2 + 0.0278*y**2)`` becomes ``1.0*sqrt(x**2 + y**2)``: the rewrite
-    (``factor_terms`` then ``expand_power_base``) is kept only if it leaves fewer Floats and,
-    refitted, fits the data as well as the original (``force=True`` splits powers of
-    products, which is only valid where the bases are positive: the data decide).
+    ``6*sqrt(0.0278*x**2 + 0.0278*y**2)`` becomes ``1.0*sqrt(x**2 + y**2)`` and
+    ``6894788/(229826.27*x - 689478.8)`` becomes ``-10.0/(1 - 0.3333*x)``: the rewrite
+    (``factor_terms``, ``expand_power_base``, then one unit coefficient in each power of a
+    sum) is kept only if it leaves fewer Floats and, refitted, fits the data as well as the
+    original (``force=True`` splits powers of products, which is only valid where the bases
+    are positive: the data decide).
     """
     try:
         cand = sp.expand_power_base(sp.factor_terms(expr), force=True)
+        if free_constants(cand) >= free_constants(expr):
+            cand = expr
+        # no fewer Floats, but one of them is now the redundant scale, merged and snappable
+        cand = _unit_sums(cand)
     except Exception:  # noqa: BLE001 - a rewrite failing is no reason to fail polishing
         return expr
-    if free_constants(cand) >= free_constants(expr):
+    if cand == expr:
         return expr
     _, base = refit_constants(expr, symbols, X, y)
     fitted, mse = refit_constants(cand, symbols, X, y)
