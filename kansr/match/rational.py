@@ -10,7 +10,8 @@ occupancy), x^3/(exp(x) - 1) (Planck), sin(x/2)^2/x^2 (a sinc squared: x^-2 (1 -
 For fixed (a, b) the model is linear in (p0, p1, q) once multiplied out,
 z = p0 + p1 g - q g z with z = T(y) / x^k, so a coarse grid over (a, b) costs one small
 least-squares solve per grid point, all of them batched (variable projection, as in
-`kansr.match.varpro`). The best grid points are then refined on all five constants by
+`kansr.match.varpro`). Each (primitive, power, transform) keeps its best grid point,
+narrowed by finer local grids; the best of those are refined on all five constants by
 scipy's least squares against y itself, and returned as sympy expressions in the library's
 `X` (the caller's units; no scaling inside them). The caller refits and snaps them like any
 other candidate formula.
@@ -19,7 +20,6 @@ other candidate formula.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import time
 from dataclasses import dataclass
@@ -32,11 +32,9 @@ from scipy.optimize import least_squares
 from .library import X, Library, Primitive
 from .varpro import _grid, _symmetry, is_identity
 
-log = logging.getLogger(__name__)
-
 #: Powers k of the prefactor x^k.
 POWERS = (0, 1, -1, 2, -2, 3, -3)
-#: Output transforms T: name -> (forward, inverse as a sympy function of the model).
+#: Output transforms T (each undone exactly: y^2 by a root of y's sign, sqrt y by a square).
 TRANSFORMS = ("identity", "square", "sqrt")
 #: Rows used by the coarse grid, and by the refinement.
 SCAN_ROWS = 200
