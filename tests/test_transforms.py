@@ -24,7 +24,7 @@ def _values(expr, X=X):
 @pytest.mark.parametrize("sign", [1, -1])
 def test_transform_round_trips_on_data(name, sign):
     t = OutputTransform(name, sign)
-    y = sign * RNG.uniform(0.1, 10, 500)
+    y = sign * RNG.uniform(0.1, 0.95 if name == "arctanh" else 10, 500)
     z = t.forward(y)
     np.testing.assert_allclose(t.inverse_values(z), y, rtol=1e-12)
 
@@ -34,6 +34,8 @@ def test_transform_round_trips_on_data(name, sign):
 def test_transform_round_trips_on_formulas_and_matches_the_data(name, sign):
     t = OutputTransform(name, sign)
     law = sign * A * B ** 2 / (1 + A)
+    if name == "arctanh":  # defined for |y| < 1 only
+        law = sign * A / (A + B ** 2)
     z_expr = t.forward_expr(law)
     # the formula for z evaluates to T(y), and its inverse is the law again
     np.testing.assert_allclose(_values(z_expr), t.forward(_values(law)), rtol=1e-12)
@@ -55,6 +57,7 @@ def test_applicable_transforms_follow_the_sign_and_zeros_of_y():
     assert names([0.0, 2.0]) == ["y", "y^2", "sqrt(y)"]
     assert names([-1.0, 2.0]) == ["y", "1/y"]
     assert names([np.nan, 2.0]) == []
+    assert names([0.5, -0.2]) == ["y", "1/y", "atanh(y)"]
 
 
 def test_forward_refuses_values_outside_its_domain():
@@ -77,6 +80,17 @@ def test_probe_ranks_first_the_transform_that_makes_the_law_additive(law, first)
     assert str(ranked[0].transform) == first
     assert ranked[0].score < 1e-8 < ranked[1].score
     assert [r.score for r in ranked] == sorted(r.score for r in ranked)
+
+
+def test_relativistic_addition_is_additive_after_atanh_and_undone_without_tanh():
+    u, v = sympy.symbols("u v", positive=True)
+    X01 = RNG.uniform(0.05, 0.9, size=(800, 2))
+    y = (X01[:, 0] + X01[:, 1]) / (1 + X01[:, 0] * X01[:, 1])
+    ranked = probe_transforms(X01, y)
+    assert str(ranked[0].transform) == "atanh(y)"
+    # the formula for z, a sum of rapidities, comes back as the law itself
+    law = OutputTransform("arctanh").inverse(sympy.atanh(u) + sympy.atanh(v))
+    assert not law.has(sympy.tanh) and sympy.simplify(law - (u + v) / (1 + u * v)) == 0
 
 
 def test_probe_subsamples_large_data_and_checks_shapes():

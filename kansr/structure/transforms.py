@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import sympy
 
-TRANSFORMS = ("identity", "log", "reciprocal", "square", "sqrt")
+TRANSFORMS = ("identity", "log", "reciprocal", "square", "sqrt", "arctanh")
 # Among transforms the probe cannot tell apart, the simplest is tried first.
 PRIORITY = {name: k for k, name in enumerate(TRANSFORMS)}
 # Probe scores (unexplained variance fractions) below this count as equal: they are at the
@@ -35,7 +35,8 @@ class OutputTransform:
     """z = T(y). name: one of TRANSFORMS; sign: y's sign (+1 or -1) for the transforms of |y|.
 
     identity z = y; log z = log(sign*y); reciprocal z = 1/y; square z = y^2;
-    sqrt z = sqrt(sign*y).
+    sqrt z = sqrt(sign*y); arctanh z = atanh(y) for |y| < 1 (a sum of rapidities: the
+    relativistic addition (a + b)/(1 + a*b) is atanh(a) + atanh(b) after it).
     """
 
     name: str
@@ -50,7 +51,7 @@ class OutputTransform:
     def __str__(self) -> str:
         inner = "y" if self.sign > 0 else "-y"
         return {"identity": "y", "log": f"log({inner})", "reciprocal": "1/y",
-                "square": "y^2", "sqrt": f"sqrt({inner})"}[self.name]
+                "square": "y^2", "sqrt": f"sqrt({inner})", "arctanh": "atanh(y)"}[self.name]
 
     def applies(self, y) -> bool:
         """True when T is defined (and invertible) on every value of y."""
@@ -59,7 +60,8 @@ class OutputTransform:
             return False
         s = self.sign * y
         return bool({"identity": True, "log": np.all(s > 0), "reciprocal": np.all(y != 0),
-                     "square": np.all(s >= 0), "sqrt": np.all(s >= 0)}[self.name])
+                     "square": np.all(s >= 0), "sqrt": np.all(s >= 0),
+                     "arctanh": np.all(np.abs(y) < 1)}[self.name])
 
     def forward(self, y) -> np.ndarray:
         """z = T(y) on an array."""
@@ -69,28 +71,39 @@ class OutputTransform:
                              "`applicable_transforms(y)` first")
         return {"identity": lambda: y.copy(), "log": lambda: np.log(self.sign * y),
                 "reciprocal": lambda: 1.0 / y, "square": lambda: y ** 2,
-                "sqrt": lambda: np.sqrt(self.sign * y)}[self.name]()
+                "sqrt": lambda: np.sqrt(self.sign * y),
+                "arctanh": lambda: np.arctanh(y)}[self.name]()
 
     def inverse_values(self, z) -> np.ndarray:
         """y = T^-1(z) on an array."""
         z = np.asarray(z, dtype=np.float64)
         return {"identity": lambda: z.copy(), "log": lambda: self.sign * np.exp(z),
                 "reciprocal": lambda: 1.0 / z, "square": lambda: self.sign * np.sqrt(z),
-                "sqrt": lambda: self.sign * z ** 2}[self.name]()
+                "sqrt": lambda: self.sign * z ** 2, "arctanh": lambda: np.tanh(z)}[self.name]()
 
     def forward_expr(self, expr) -> sympy.Expr:
         """The formula for z from a formula for y."""
         e = sympy.sympify(expr)
         return {"identity": lambda: e, "log": lambda: sympy.log(self.sign * e),
                 "reciprocal": lambda: 1 / e, "square": lambda: e ** 2,
-                "sqrt": lambda: sympy.sqrt(self.sign * e)}[self.name]()
+                "sqrt": lambda: sympy.sqrt(self.sign * e),
+                "arctanh": lambda: sympy.atanh(e)}[self.name]()
 
     def inverse(self, expr) -> sympy.Expr:
         """The formula for y from a formula for z (exact: no constants are fitted)."""
         e = sympy.sympify(expr)
         return {"identity": lambda: e, "log": lambda: self.sign * sympy.exp(e),
                 "reciprocal": lambda: 1 / e, "square": lambda: self.sign * sympy.sqrt(e),
-                "sqrt": lambda: self.sign * e ** 2}[self.name]()
+                "sqrt": lambda: self.sign * e ** 2,
+                "arctanh": lambda: _tanh_of(e)}[self.name]()
+
+
+def _tanh_of(e: sympy.Expr) -> sympy.Expr:
+    """tanh(e), written without tanh where e is a sum of atanh terms (the addition theorem:
+    tanh(atanh(a) + atanh(b)) = (a + b)/(1 + a*b)), else as it is."""
+    t = sympy.tanh(e)
+    expanded = sympy.expand_trig(t)
+    return expanded if not expanded.has(sympy.tanh) else t
 
 
 def applicable_transforms(y) -> list[OutputTransform]:
