@@ -296,7 +296,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         try:  # the rows themselves are the one edge: matched directly, often exactly
             rule = exact_rule(floor, noise_floor(data_noise) > 0)
             exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
-                                           opts.symbolic, budget, rule)
+                                           opts.symbolic, budget, rule,
+                                           exact_rule(problem.error_floor).rel_tol)
         except SearchInterrupted:
             budget.interrupt()
         if near_exact(exprs, symbols, X, y, rule):

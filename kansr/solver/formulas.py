@@ -166,11 +166,13 @@ POLISH_WORTH_RATIO = 2.0
 
 def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                           scaling: Scaling, library: Library, settings: SymbolicSettings,
-                          budget: Budget, exact: ExactRule = ExactRule()
-                          ) -> list[sympy.Expr]:
+                          budget: Budget, exact: ExactRule = ExactRule(),
+                          known_floor: float = NEAR_EXACT_REL_MSE) -> list[sympy.Expr]:
     """A one-variable problem is its own edge: the rows (x, y) are matched against the
     library and its compositions directly, with no network in between (a spline would only
-    blur them), then refitted and snapped on all rows. X (N, 1), y (N,) in user units."""
+    blur them), then refitted and snapped on all rows. X (N, 1), y (N,) in user units.
+    Where no option comes within `known_floor` (relative MSE), the rational matcher
+    (`kansr.match.rational`) runs too."""
     from ..compose.choose import edge_options
     from ..graph import EDGE_VAR
 
@@ -194,11 +196,12 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                 continue
             raws.append((mse, raw))
         best = min((m for m, _ in raws), default=math.inf)
-        if best > NEAR_EXACT_REL_MSE * float(np.var(y)) and not budget.expired(SYMBOLIC_SHARE):
-            # no primitive under an affine map reproduces the rows to round-off: a power
-            # times a ratio of lines in one primitive may (1/(exp(x) - 1), sin(x)^2/x^2,
-            # (1 + x)/sqrt(1 - x^2)). Not only above `exact`'s tolerance: on a steep law the
-            # local noise estimate measures curvature, and a look-alike passes under it.
+        if best > known_floor * float(np.var(y)) and not budget.expired(SYMBOLIC_SHARE):
+            # no primitive under an affine map reproduces the rows to their known floor
+            # (round-off, or the network's error on a split-off part): a power times a ratio
+            # of lines in one primitive may (1/(exp(x) - 1), sin(x)^2/x^2, (1+x)/sqrt(1-x^2)).
+            # Not `exact`'s tolerance: on a steep law the local noise estimate measures
+            # curvature, and a look-alike passes under it.
             for fit in match_rational(X[rows, 0], y[rows], library, seed=settings.seed,
                                       deadline=budget.deadline(SYMBOLIC_SHARE)):
                 try:
