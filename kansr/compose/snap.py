@@ -291,6 +291,10 @@ def free_constants(expr: sp.Expr) -> int:
     return sum(1 for a in sp.preorder_traversal(expr) if isinstance(a, sp.Float))
 
 
+#: Formulas with more fitted constants than this are not given unit coefficients.
+UNIT_SUM_MAX_CONSTANTS = 8
+
+
 def _unit_sums(expr: sp.Expr) -> sp.Expr:
     """Every power of a sum with a Float and another coefficient not +-1 rewritten so that
     one term has coefficient +-1: ``(s)**e = |c|**e * (s/|c|)**e`` with c the constant term (else the
@@ -340,8 +344,11 @@ def gather_constants(
         cand = sp.expand_power_base(sp.factor_terms(expr), force=True)
         if free_constants(cand) >= free_constants(expr):
             cand = expr
-        # no fewer Floats, but one of them is now the redundant scale, merged and snappable
-        cand = _unit_sums(cand)
+        # no fewer Floats, but one of them is now the redundant scale, merged and snappable;
+        # only on law-sized formulas (the check refits twice, and a sprawling formula's
+        # symbolic Jacobian costs minutes: Feynman I.13.12 ran past 150 s)
+        if free_constants(cand) <= UNIT_SUM_MAX_CONSTANTS:
+            cand = _unit_sums(cand)
     except Exception:  # noqa: BLE001 - a rewrite failing is no reason to fail polishing
         return expr
     if cand == expr:
