@@ -42,8 +42,8 @@ NEAR_EXACT_REL_MSE = 1e-20
 # product of logs with 11 constants fitted q/(4 pi epsilon r^2) at 1% noise), and the
 # structure tests after it find the law that the front's description length then prefers.
 # A part split off a network at noise 0 has no such cap: its floor is the network's smooth
-# error, and stopping at its first good reading leaves the budget to the other parts (with
-# the cap, sqrt((x2-x1)^2+(y2-y1)^2) ran out of time).
+# error, not noise, and stopping at its first good reading leaves the budget to the other
+# parts.
 MAX_NOISY_EXACT_CONSTANTS = 4
 # Formulas with more free constants than this are not snapped (each snap refits them all).
 MAX_SNAP_CONSTANTS = 24
