@@ -297,8 +297,8 @@ UNIT_SUM_MAX_CONSTANTS = 8
 
 def _unit_sums(expr: sp.Expr) -> sp.Expr:
     """Every power of a sum with a Float and another coefficient not +-1 rewritten so that
-    one term has coefficient +-1: ``(s)**e = |c|**e * (s/|c|)**e`` with c the constant term (else the
-    first term's coefficient). A refitted ``a/(b*x - c)`` carries one redundant scale
+    one term has coefficient +-1: ``(s)**e = |c|**e * (s/|c|)**e`` with c the largest
+    coefficient. A refitted ``a/(b*x - c)`` carries one redundant scale
     (6894788/(229826.27*x - 689478.8)); after the rewrite it merges into the numerator and
     the rest can snap (-10/(1 - x/3))."""
     def unit(base: sp.Add) -> tuple[sp.Expr, sp.Expr] | None:
@@ -307,7 +307,9 @@ def _unit_sums(expr: sp.Expr) -> sp.Expr:
         if not any(isinstance(c, sp.Float) for c, _ in coeffs) \
                 or sum(abs(c) != 1 for c, _ in coeffs) < 2:
             return None
-        c, rest = next(((c, r) for c, r in coeffs if r == 1), coeffs[0])
+        # the largest coefficient: dividing by a tiny one (an offset that should snap to 0)
+        # would blow the others up into integers that snap wrongly (601*theta + 1)
+        c, rest = max(coeffs, key=lambda cr: abs(float(cr[0])))
         if not c.is_number or c == 0 or not math.isfinite(float(c)):
             return None
         scale = sp.Float(abs(float(c)))

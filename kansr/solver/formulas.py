@@ -158,6 +158,9 @@ def network_formulas(model: KAN, Xt: torch.Tensor, yt: torch.Tensor, X: np.ndarr
 
 #: Rows of a one-variable problem matched directly (the library's fits cost O(rows)).
 DIRECT_ROWS = 2000
+#: A rational fit (`kansr.match.rational`) joins a one-variable problem's options only with
+#: this many times less MSE than the library's best option.
+RATIONAL_GAIN = 100.0
 #: Library options of a one-variable problem refitted as whole formulas (cheap: one variable).
 DIRECT_TOP_K = 5
 #: ... of which those within this factor of the best refitted MSE are also snapped.
@@ -207,7 +210,11 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                 try:
                     raw, mse = refit_constants(fit.expr.xreplace({LIB_X: symbols[0]}),
                                                symbols, X, y)
-                    raws.append((mse, raw))
+                    # only a far better fit: within the noise its five constants fit the
+                    # noise, and once snapped they look free (seed 1 at 1% noise lost the
+                    # normal density this way)
+                    if mse * RATIONAL_GAIN <= best:
+                        raws.append((mse, raw))
                 except Exception as exc:  # noqa: BLE001 - as for the library's options
                     log.debug("refitting %s failed: %s", fit.expr, exc)
         # Snapping costs a refit per tried value (many on noisy data, where no constant sits
