@@ -296,8 +296,8 @@ UNIT_SUM_MAX_CONSTANTS = 8
 
 
 def _unit_sums(expr: sp.Expr) -> sp.Expr:
-    """Every power of a sum with a Float and another coefficient not +-1 rewritten so that
-    one term has coefficient +-1: ``(s)**e = |c|**e * (s/|c|)**e`` with c the largest
+    """Every negative power of a sum with a Float and another coefficient not +-1 rewritten
+    so that one term has coefficient +-1: ``(s)**e = |c|**e * (s/|c|)**e`` with c the largest
     coefficient. A refitted ``a/(b*x - c)`` carries one redundant scale
     (6894788/(229826.27*x - 689478.8)); after the rewrite it merges into the numerator and
     the rest can snap (-10/(1 - x/3))."""
@@ -321,7 +321,10 @@ def _unit_sums(expr: sp.Expr) -> sp.Expr:
         if not e.args:
             return e
         e = e.func(*[walk(a) for a in e.args])
-        if isinstance(e, sp.Pow) and isinstance(e.base, sp.Add):
+        # denominators only: there the scale merges into the numerator's constant; pulled
+        # out of (c*a + b)^(3/2) it is one more Float, and Kepler's c*a^(3/2) no longer
+        # snapped its offset away
+        if isinstance(e, sp.Pow) and isinstance(e.base, sp.Add) and e.exp.is_negative:
             done = unit(e.base)
             if done is not None:
                 return done[0] ** e.exp * done[1] ** e.exp
