@@ -277,3 +277,20 @@ def test_a_redundant_scale_in_a_denominator_merges_and_the_law_snaps():
     y = sp.lambdify([Ef, eps, a, n], law)(*X.T)
     polished, _ = polish_expression(refitted, [Ef, eps, a, n], X, y)
     assert sp.simplify(polished - law) == 0, polished
+
+
+def test_an_abs_whose_argument_keeps_its_sign_unfolds_and_the_law_snaps():
+    # a fit of 1 + alpha*cos(theta) through an abs primitive: on the data the argument is
+    # negative everywhere, so the fold is a sign and the constants around it merge to the law
+    from kansr.compose.snap import polish_expression, unfold_abs
+
+    a, t = sp.symbols("alpha theta")
+    X = np.random.default_rng(0).uniform(1, 3, (500, 2))
+    yv = 1 + X[:, 0] * np.cos(X[:, 1])
+    fit = F(3.69523809350207) - F(1.59999999808755) * sp.Abs(
+        F(0.625000000747051) * a * sp.cos(t) - F(1.68452381045228))
+    polished, _ = polish_expression(fit, [a, t], X, yv)
+    assert sp.simplify(polished - (1 + a * sp.cos(t))) == 0, polished
+    # an argument that changes sign on the rows is a real kink: it stays folded
+    assert unfold_abs(sp.Abs(a - 2), [a, t], X, len(yv)) == sp.Abs(a - 2)
+    assert unfold_abs(sp.Abs(a - F(0.5)), [a, t], X, len(yv)) == a - F(0.5)

@@ -47,6 +47,7 @@ CandidateFn = Callable[[float], Sequence[sp.Expr]]
 __all__ = [
     "constant_price",
     "default_snap_candidates",
+    "unfold_abs",
     "free_constants",
     "gather_constants",
     "polish_expression",
@@ -333,6 +334,41 @@ def _unit_sums(expr: sp.Expr) -> sp.Expr:
     return walk(expr)
 
 
+def unfold_abs(expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike, n: int) -> sp.Expr:
+    """Every ``Abs(u)`` whose argument keeps one sign on all rows becomes ``u`` or ``-u``.
+
+    On the data the formula is unchanged, but the constants around a folded argument can
+    now merge and snap: ``3.695 - 1.6*Abs(0.625*a*cos(t) - 1.6845)`` is
+    ``1.0 + 1.0*a*cos(t)`` once the argument, negative on every row, is unfolded. An
+    argument that changes sign, or is not finite somewhere, keeps its ``Abs``.
+    """
+    if not expr.has(sp.Abs):
+        return expr
+    cols = data_columns(symbols, X, n)
+
+    def sign_on_data(u: sp.Expr) -> int:
+        try:
+            model = compile_model(u, ())
+            v = predict(model, cols, np.empty(0), n)
+        except Exception:  # noqa: BLE001 - an argument we cannot evaluate stays folded
+            return 0
+        if not np.all(np.isfinite(v)):
+            return 0
+        return 1 if np.all(v > 0) else -1 if np.all(v < 0) else 0
+
+    def walk(e: sp.Basic) -> sp.Basic:
+        if not e.args:
+            return e
+        e = e.func(*[walk(a) for a in e.args])
+        if isinstance(e, sp.Abs):
+            s = sign_on_data(e.args[0])
+            if s:
+                return s * e.args[0]
+        return e
+
+    return walk(expr)
+
+
 def gather_constants(
     expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike, y: np.ndarray
 ) -> sp.Expr:
@@ -376,12 +412,14 @@ def polish_expression(
     timeout_s: float = 2.0,
     deadline: float | None = None,
 ) -> tuple[sp.Expr, float]:
-    """Convenience chain: clean -> gather -> prune -> snap -> simplify -> refit; (expr, MSE).
+    """Convenience chain: clean -> unfold Abs -> gather -> prune -> snap -> simplify -> refit;
+    (expr, MSE).
 
     Past ``deadline`` (a ``time.perf_counter()`` value) term pruning is skipped and
     snapping stops; every step still leaves a valid, refitted expression.
     """
     out = clean_expression(expr, simplify=False)
+    out = unfold_abs(out, symbols, X, len(target_vector(y)))
     out = gather_constants(out, symbols, X, y)
     if deadline is None or time.perf_counter() < deadline:
         out = prune_terms(out, symbols, X, y, rel_tol, floor_rel=floor_rel)
