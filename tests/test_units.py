@@ -218,3 +218,21 @@ def test_every_feynman_equation_reduces_to_a_function_of_its_groups():
     # units.csv gives mu_drift kg/s, but I.43.16 (v = mu_drift*q*Volt/d) uses it as a mobility
     assert broken == ["I.43.16"]
     assert dict(counts) == {0: 26, 1: 39, 2: 25, 3: 10}
+
+
+def test_crowded_wide_columns_enter_the_network_as_logs_and_formulas_agree():
+    from kansr.solver import Scaling
+
+    rng = np.random.default_rng(0)
+    group = rng.uniform(1, 5, 500) ** 2 / rng.uniform(1, 5, 500) ** 3  # 1/125 .. 25, crowded low
+    X = np.column_stack([rng.uniform(1, 100, 500), group, rng.uniform(-1, 1, 500)])
+    scaling = Scaling.fit(X, X[:, 0], log_inputs=True)
+    assert [scaling.logged(c) for c in range(3)] == [False, True, False]
+    Z = scaling.x(X)
+    np.testing.assert_allclose(Z.min(0), -1)
+    np.testing.assert_allclose(Z.max(0), 1)
+    syms = sp.symbols("a w s")
+    exprs = scaling.input_exprs(syms, [0, 1, 2])
+    for c, e in enumerate(exprs):
+        np.testing.assert_allclose(sp.lambdify(syms, e)(*X.T), Z[:, c], rtol=1e-12, atol=1e-12)
+    assert Scaling.fit(X, X[:, 0]).x_log is None  # off unless asked (one-variable problems)

@@ -280,7 +280,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     search (`SearchInterrupted`, see `budget.soft_interrupts`) ends it with what is done.
     """
     X, y, symbols = problem.X, problem.y, problem.symbols
-    scaling = Scaling.fit(X, y)
+    scaling = Scaling.fit(X, y, log_inputs=X.shape[1] > 1)
     rng = np.random.default_rng(seed)
     # one input: curvature between neighbours is negligible, average every residual
     data_noise = relative_noise(estimate_noise(X, y, seed, keep=1.0 if X.shape[1] == 1
