@@ -488,6 +488,11 @@ def _rational_top(x: np.ndarray, y: np.ndarray, **kw):
     ("inverted group", lambda x: 1 / (np.exp(2 / x) - 1), 0.5, 5.0, {"exp", "tanh"}, "identity"),
     ("sinc squared", lambda x: np.sin(x) ** 2 / x ** 2, 0.3, 3.0, {"sin", "cos"}, None),
     ("relativistic Doppler", lambda x: (1 + x) / np.sqrt(1 - x ** 2), 0.1, 0.7, {"x"}, "square"),
+    # Debye relaxation: x times a ratio of lines in x^2 (or a quadratic denominator in x)
+    ("Debye loss", lambda x: 3 * x / (1 + (x / 2) ** 2), 0.1, 8.0, {"x", "x^2"}, "identity"),
+    # 1/cosh of an inverted group: only a quadratic denominator in exp holds it
+    ("hyperbolic secant", lambda x: 1 / (np.exp(2 / x) + np.exp(-2 / x)), 0.3, 6.0,
+     {"exp", "tanh"}, "identity"),
 ])
 def test_rational_match_reproduces_one_variable_laws_to_round_off(name, law, lo, hi,
                                                                    primitive, transform):

@@ -1,14 +1,16 @@
 """One-variable laws as a power times a linear-fractional function of one primitive.
 
-    T(y) ~= x^k * (p0 + p1 g) / (1 + q g),   g = f(a x + b) or f(a / x + b)
+    T(y) ~= x^k * (p0 + p1 g) / (1 + q g [+ r g^2]),   g = f(a x + b) or f(a / x + b)
 
 for a library primitive f, an integer power k and an output transform T (y, y^2 or sqrt y).
 The class holds what one primitive under an affine map cannot: 1/(exp(x) - 1) (Bose-Einstein
 occupancy), x^3/(exp(x) - 1) (Planck), sin(x/2)^2/x^2 (a sinc squared: x^-2 (1 - cos x)/2),
-(1 + x)/sqrt(1 - x^2) (y^2 is a ratio of lines), x/(1 + x) and 1/sqrt(1 - x^2).
+(1 + x)/sqrt(1 - x^2) (y^2 is a ratio of lines), x/(1 + x) and 1/sqrt(1 - x^2); with the
+quadratic denominator (T = y only) also resonances and relaxations, 1/(1 + x^2) and
+x/(1 + x^2) (Lorentz, Debye), and 1/cosh(x) = 2 e^x/(1 + e^(2x)).
 
-For fixed (a, b) the model is linear in (p0, p1, q) once multiplied out,
-z = p0 + p1 g - q g z with z = T(y) / x^k, so a coarse grid over (a, b) costs one small
+For fixed (a, b) the model is linear in (p0, p1, q[, r]) once multiplied out,
+z = p0 + p1 g - q g z [- r g^2 z] with z = T(y) / x^k, so a coarse grid over (a, b) costs one small
 least-squares solve per grid point, all of them batched (variable projection, as in
 `kansr.match.varpro`). Each (primitive, power, transform) keeps its best grid point,
 narrowed by finer local grids; the best of those are refined on all five constants by
@@ -54,15 +56,23 @@ ZOOM_POINTS, ZOOM_LEVELS, ZOOM_SHRINK = 9, 5, 4.0
 MIN_DENOMINATOR = 1e-3
 
 
+#: Transforms for which the quadratic denominator 1 + q g + r g^2 is scanned too ...
+QUADRATIC_TRANSFORMS = ("identity",)
+#: ... where the best linear-fractional fit leaves more than this relative MSE on y.
+QUADRATIC_AFTER = 1e-14
+
+
 @dataclass(frozen=True)
 class RationalFit:
-    """A fitted x^k (p0 + p1 g)/(1 + q g) under the output transform `transform`."""
+    """A fitted x^k (p0 + p1 g)/(1 + q g + r g^2) under the output transform `transform`
+    (r = 0 unless `quadratic`)."""
 
     expr: sympy.Expr  # in the library's X, the caller's units
     mse: float  # on the refinement rows, in y's units
     primitive: str
     power: int
     transform: str
+    quadratic: bool = False
 
 
 def _transform(name: str, y: np.ndarray) -> np.ndarray | None:
@@ -90,29 +100,37 @@ def _undo_np(name: str, model: np.ndarray, y_sign: float) -> np.ndarray:
     return model ** 2
 
 
-def _scan(g: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares of z ~ p0 + p1 g - q g z for every row of g (G, n) at once.
+def _scan(g: np.ndarray, z: np.ndarray, quad: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of z ~ p0 + p1 g - q g z [- r g^2 z] for every row of g (G, n) at once.
 
-    Returns the parameters (G, 3) and the true relative error of (p0 + p1 g)/(1 + q g)
-    against z (G,), inf where the solve fails or the denominator nears zero."""
+    Returns the parameters (G, 4): (p0, p1, q, r), r = 0 unless `quad`, and the true
+    relative error of (p0 + p1 g)/(1 + q g + r g^2) against z (G,), inf where the solve
+    fails or the denominator nears zero."""
+    gz = g * z
+    cols = [None, g, -gz] + ([-g * gz] if quad else [])  # None: the constant column
+    m = len(cols)
     n = z.size
-    gz, gg = g * z, g * g
-    s_g, s_gz, s_gg = g.sum(1), gz.sum(1), gg.sum(1)
-    s_ggz, s_ggzz, s_gzz = (gg * z).sum(1), (gg * (z * z)).sum(1), (gz * z).sum(1)
-    # normal equations of the columns (1, g, -g z), scaled to unit diagonal: conditioning
-    M = np.empty((len(g), 3, 3))
-    M[:, 0, 0], M[:, 0, 1], M[:, 0, 2] = n, s_g, -s_gz
-    M[:, 1, 1], M[:, 1, 2], M[:, 2, 2] = s_gg, -s_ggz, s_ggzz
-    M[:, 1, 0], M[:, 2, 0], M[:, 2, 1] = M[:, 0, 1], M[:, 0, 2], M[:, 1, 2]
-    r = np.stack([np.full(len(g), z.sum()), s_gz, -s_gzz], axis=1)
     with np.errstate(all="ignore"):
+        # normal equations from pairwise row sums (a batched matmul is 3x slower here)
+        M = np.empty((len(g), m, m))
+        r = np.empty((len(g), m))
+        for i, ci in enumerate(cols):
+            r[:, i] = z.sum() if ci is None else ci @ z
+            for j in range(i, m):
+                cj = cols[j]
+                M[:, i, j] = M[:, j, i] = (n if ci is None and cj is None
+                                           else cj.sum(1) if ci is None
+                                           else np.einsum("gn,gn->g", ci, cj))
+        # normal equations scaled to unit diagonal: conditioning
         d = np.sqrt(np.maximum(np.diagonal(M, axis1=1, axis2=2), 1e-300))
-        Mn = M / (d[:, :, None] * d[:, None, :]) + 1e-12 * np.eye(3)
+        Mn = M / (d[:, :, None] * d[:, None, :]) + 1e-12 * np.eye(m)
         try:
-            p = np.linalg.solve(Mn, (r / d)[..., None])[..., 0] / d
+            sol = np.linalg.solve(Mn, (r / d)[..., None])[..., 0] / d
         except np.linalg.LinAlgError:
-            return np.zeros((len(g), 3)), np.full(len(g), np.inf)
-        den = 1.0 + p[:, 2:3] * g
+            return np.zeros((len(g), 4)), np.full(len(g), np.inf)
+        p = np.zeros((len(g), 4))
+        p[:, :m] = sol
+        den = 1.0 + p[:, 2:3] * g + p[:, 3:4] * g * g
         pred = (p[:, 0:1] + p[:, 1:2] * g) / den
         err = np.mean((pred - z[None, :]) ** 2, axis=1) / max(float(np.var(z)), 1e-300)
     # one sign across the rows: a pole between samples would be crossed
@@ -123,14 +141,14 @@ def _scan(g: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _zoom(f: Primitive, t: np.ndarray, z: np.ndarray, alpha: float, beta: float,
-          free_beta: bool) -> tuple[float, float, np.ndarray, float]:
-    """(alpha, beta) from a coarse grid point narrowed by finer local grids, (p0, p1, q)
+          free_beta: bool, quad: bool = False) -> tuple[float, float, np.ndarray, float]:
+    """(alpha, beta) from a coarse grid point narrowed by finer local grids, (p0, p1, q, r)
     solved at each point (a coarse grid's error says little: a flexible look-alike beats
     the law's own shape one grid step off); (alpha, beta, p, relative error on z)."""
     steps = np.linspace(-1.0, 1.0, ZOOM_POINTS)
     d_log = math.log(_grid(N_ALPHA, 1, False)[0][1] / _grid(N_ALPHA, 1, False)[0][0])
     d_beta = 3.0 / (N_BETA - 1) * (abs(alpha) + 3.0) if free_beta else 0.0
-    best = (alpha, beta, np.zeros(3), math.inf)
+    best = (alpha, beta, np.zeros(4), math.inf)
     for _ in range(ZOOM_LEVELS):
         al = np.repeat(best[0] * np.exp(steps * d_log), ZOOM_POINTS if free_beta else 1)
         be = (np.tile(best[1] + steps * d_beta, ZOOM_POINTS) if free_beta
@@ -144,7 +162,7 @@ def _zoom(f: Primitive, t: np.ndarray, z: np.ndarray, alpha: float, beta: float,
         fin = np.all(np.isfinite(g), axis=1)
         if not fin.any():
             break
-        p, err = _scan(np.where(fin[:, None], g, 0.0), z)
+        p, err = _scan(np.where(fin[:, None], g, 0.0), z, quad)
         err[~fin] = np.inf
         i = int(np.argmin(err))
         if err[i] < best[3]:
@@ -161,23 +179,30 @@ def _grid_for(f: Primitive) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _model(theta: np.ndarray, f: Primitive, x: np.ndarray, k: int, inv: bool) -> np.ndarray:
-    p0, p1, q, a, b = theta
+    p0, p1, q, r, a, b = theta
     g = f.numpy_fn(a * (1.0 / x if inv else x) + b)
-    return x ** k * (p0 + p1 * g) / (1.0 + q * g)
+    return x ** k * (p0 + p1 * g) / (1.0 + q * g + r * g * g)
 
 
 def _refine(f: Primitive, x: np.ndarray, y: np.ndarray, k: int, inv: bool, tname: str,
-            y_sign: float, theta0: np.ndarray, free_ab: bool) -> tuple[np.ndarray, float]:
-    """All constants refined against y itself; (theta, relative MSE on y)."""
+            y_sign: float, theta0: np.ndarray, free_ab: bool, quad: bool = False
+            ) -> tuple[np.ndarray, float]:
+    """The free constants (p0, p1, q, r if `quad`, a and b if `free_ab`) refined against
+    y itself; (theta (6,), relative MSE on y)."""
     var = max(float(np.var(y)), 1e-300)
+    free = np.array([True, True, True, quad, free_ab, free_ab])
+
+    def unpack(theta: np.ndarray) -> np.ndarray:
+        full = theta0.astype(np.float64).copy()
+        full[free] = theta
+        return full
 
     def resid(theta: np.ndarray) -> np.ndarray:
-        full = theta if free_ab else np.concatenate([theta, theta0[3:]])
         with np.errstate(all="ignore"):
-            r = _undo_np(tname, _model(full, f, x, k, inv), y_sign) - y
+            r = _undo_np(tname, _model(unpack(theta), f, x, k, inv), y_sign) - y
         return np.where(np.isfinite(r), r, 1e3 * math.sqrt(var))
 
-    start = theta0 if free_ab else theta0[:3]
+    start = theta0[free]
     r0 = resid(start)
     best, best_err = start, float(r0 @ r0) / len(y) / var
     try:
@@ -188,14 +213,13 @@ def _refine(f: Primitive, x: np.ndarray, y: np.ndarray, k: int, inv: bool, tname
             best, best_err = res.x, err
     except (ValueError, FloatingPointError, np.linalg.LinAlgError):
         pass
-    full = best if free_ab else np.concatenate([best, theta0[3:]])
-    return full, best_err
+    return unpack(best), best_err
 
 
 def _canonical(f: Primitive, theta: np.ndarray) -> np.ndarray:
     """A readable representative: exp(a x + b) -> e^b exp(a x), (a x + b)^n -> a^n (x + b/a)^n,
     the factor taken into p1 and q (the curve is unchanged)."""
-    p0, p1, q, a, b = (float(v) for v in theta)
+    p0, p1, q, r, a, b = (float(v) for v in theta)
     kind = _symmetry(f)
     with np.errstate(all="ignore"):
         if kind == "shift":
@@ -210,34 +234,52 @@ def _canonical(f: Primitive, theta: np.ndarray) -> np.ndarray:
             return theta
     if not (math.isfinite(lam) and lam != 0):
         return theta
-    return np.array([p0, p1 * lam, q * lam, a_new, b_new])
+    return np.array([p0, p1 * lam, q * lam, r * lam * lam, a_new, b_new])
 
 
 def _expr(f: Primitive, theta: np.ndarray, k: int, inv: bool, tname: str, y_sign: float
           ) -> sympy.Expr:
-    p0, p1, q, a, b = (sympy.Float(float(v)) for v in theta)
+    p0, p1, q, r, a, b = (sympy.Float(float(v)) for v in theta)
     u = 1 / X if inv else X
     g = f.expr.subs(X, a * u + b) if not is_identity(f.expr) else u
-    return _undo(tname, X ** k * (p0 + p1 * g) / (1 + q * g), y_sign)
+    den = 1 + q * g + (r * g ** 2 if theta[3] != 0 else 0)
+    return _undo(tname, X ** k * (p0 + p1 * g) / den, y_sign)
 
 
 def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
                    powers: Sequence[int] = POWERS, transforms: Sequence[str] = TRANSFORMS,
                    top_k: int = 3, seed: int = 0, deadline: float | None = None
                    ) -> list[RationalFit]:
-    """The `top_k` best fits x^k (p0 + p1 f(a u + b)) / (1 + q f(a u + b)) of (x, y), u = x
-    or (x of one sign) 1/x, undone from T(y) for T in `transforms`, over the library's
-    primitives; best first by relative MSE on y, possibly empty. Stops scanning at
-    `deadline` (perf_counter)."""
+    """The `top_k` best fits x^k (p0 + p1 g) / (1 + q g [+ r g^2]), g = f(a u + b), of
+    (x, y), u = x or (x of one sign) 1/x, undone from T(y) for T in `transforms`, over the
+    library's primitives; best first by relative MSE on y, possibly empty. The quadratic
+    denominator is scanned only where no linear one reproduces y to `QUADRATIC_AFTER` (it
+    doubles the work, and an exact linear-fractional law has quadratic twins at round-off).
+    Stops scanning at `deadline` (perf_counter)."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size < 8 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return []
+    ranked = _match(x, y, library, powers, transforms, seed, deadline, quad=False)
+    ranked.sort(key=lambda rf: rf[0])
+    if not ranked or ranked[0][0][0] > QUADRATIC_AFTER:
+        ranked += _match(x, y, library, powers,
+                         [t for t in transforms if t in QUADRATIC_TRANSFORMS], seed, deadline,
+                         quad=True)
+    # round-off ties go to the simpler form (a ratio of lines in x, not in 1/(c - 1/x))
+    return [fit for _, fit in sorted(ranked, key=lambda rf: rf[0])[:top_k]]
+
+
+def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int],
+           transforms: Sequence[str], seed: int, deadline: float | None, quad: bool
+           ) -> list[tuple[tuple[float, int], RationalFit]]:
+    """One pass of `match_rational` (linear or quadratic denominators): the refined fits,
+    each with its rank (relative MSE on y floored at round-off, complexity)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(x.size)
     scan, fine = order[:SCAN_ROWS], order[:REFINE_ROWS]
     y_sign = 1.0 if np.all(y > 0) else -1.0
-    candidates: list[tuple[float, Primitive, int, bool, str, np.ndarray]] = []
+    candidates: list[tuple[float, Primitive, int, bool, str, bool, np.ndarray]] = []
     # a dimensionless group comes in either orientation (h omega / kT or kT / h omega):
     # f(a / x + b) is tried beside f(a x + b) where x keeps one sign
     inversions = (False, True) if x.min() * x.max() > 0 else (False,)
@@ -256,11 +298,11 @@ def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
             for f, inv in itertools.product(prims, inversions):
                 if deadline is not None and time.perf_counter() > deadline:
                     break
-                if is_identity(f.expr):  # a ratio of lines: no map to scan
-                    _, e_id = _scan(x[scan][None, :], z)
+                if is_identity(f.expr):  # a ratio of polynomials: no map to scan
+                    _, e_id = _scan(x[scan][None, :], z, quad)
                     if not inv and np.isfinite(e_id[0]):  # (1/x is a ratio of lines too)
-                        candidates.append((float(e_id[0]), f, k, False, tname,
-                                           np.array([0.0, 0.0, 0.0, 1.0, 0.0])))
+                        candidates.append((float(e_id[0]), f, k, False, tname, quad,
+                                           np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])))
                     continue
                 u = 1.0 / x if inv else x
                 m, s = 0.5 * (u.max() + u.min()), 0.5 * np.ptp(u)
@@ -276,35 +318,34 @@ def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
                 if not fin.any():
                     continue
                 alpha, beta, g = alpha[fin], beta[fin], g[fin]
-                p, err = _scan(g, z)
+                p, err = _scan(g, z, quad)
                 for i in np.argsort(err)[:STARTS]:
                     if not np.isfinite(err[i]):
                         continue
-                    al, be, pi, e = _zoom(f, t, z, alpha[i], beta[i], _symmetry(f) != "shift")
+                    al, be, pi, e = _zoom(f, t, z, alpha[i], beta[i], _symmetry(f) != "shift",
+                                          quad)
                     if math.isfinite(e):
                         # (a, b) back in x's own units
-                        candidates.append((e, f, k, inv, tname,
+                        candidates.append((e, f, k, inv, tname, quad,
                                            np.array([*pi, al / s, be - al * m / s])))
     candidates.sort(key=lambda c: c[0])
-    fits: list[RationalFit] = []
-    ranks: list[tuple[float, int, int]] = []
+    ranked: list[tuple[tuple[float, int], RationalFit]] = []
     xf, yf = x[fine], y[fine]
     var = max(float(np.var(yf)), 1e-300)
-    for _, f, k, inv, tname, theta0 in candidates[:REFINED]:
+    for _, f, k, inv, tname, quad, theta0 in candidates[:REFINED]:
         if deadline is not None and time.perf_counter() > deadline:
             break
         if is_identity(f.expr):
             with np.errstate(all="ignore"):
-                p, _ = _scan(xf[None, :], _transform(tname, yf) / xf ** k)
+                p, _ = _scan(xf[None, :], _transform(tname, yf) / xf ** k, quad)
             theta0 = np.array([*p[0], 1.0, 0.0])
         theta, err = _refine(f, xf, yf, k, inv, tname, y_sign, theta0,
-                             free_ab=not is_identity(f.expr))
+                             free_ab=not is_identity(f.expr), quad=quad)
         theta = _canonical(f, theta)
         try:
             expr = _expr(f, theta, k, inv, tname, y_sign)
         except (TypeError, ValueError):
             continue
-        fits.append(RationalFit(expr, err * var, f.name, k, tname))
-        ranks.append((max(err, ROUND_OFF), f.complexity + inv + abs(k), len(ranks)))
-    # round-off ties go to the simpler form (a ratio of lines in x, not in 1/(c - 1/x))
-    return [fits[i] for _, _, i in sorted(ranks)[:top_k]]
+        ranked.append(((max(err, ROUND_OFF), f.complexity + inv + abs(k) + quad),
+                       RationalFit(expr, err * var, f.name, k, tname, quad)))
+    return ranked
