@@ -44,7 +44,8 @@ def crowded_columns(X: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scaling:
-    """x_unit = (x - x_center) / x_scale per column (the data's box onto [-1, 1]) and
+    """x_unit = (x - x_center) / x_scale per column, x replaced by log(x) where `x_log`
+    (the data's box onto [-1, 1]) and
     y_unit = (y - y_center) / y_scale (standardised).  Shapes: x_* (d,)."""
 
     x_center: np.ndarray
