@@ -294,3 +294,13 @@ def test_an_abs_whose_argument_keeps_its_sign_unfolds_and_the_law_snaps():
     # an argument that changes sign on the rows is a real kink: it stays folded
     assert unfold_abs(sp.Abs(a - 2), [a, t], X, len(yv)) == sp.Abs(a - 2)
     assert unfold_abs(sp.Abs(a - F(0.5)), [a, t], X, len(yv)) == a - F(0.5)
+
+
+def test_a_logistic_written_as_tanh_of_a_log_simplifies_to_the_rational_law():
+    # a network reading log(m1/m2) (a crowded ratio enters as its log) with a tanh edge
+    # writes the weighted mean (m1 r1 + m2 r2)/(m1 + m2) this way
+    m1, m2, r1, r2 = sp.symbols("m1 m2 r1 r2", positive=True)
+    found = r2 + (r1 - r2) * (sp.tanh(sp.log(m1 / m2) / 2) + 1) / 2
+    out = simplify_safely(found, timeout_s=10)
+    assert not out.has(sp.tanh, sp.log), out
+    assert sp.simplify(out - (m1 * r1 + m2 * r2) / (m1 + m2)) == 0

@@ -27,7 +27,7 @@ from kansr.fallback.base import expr_complexity as expression_complexity  # the 
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["NON_FINITE", "clean_expression", "simplify_safely"]
+__all__ = ["NON_FINITE", "clean_expression", "hyperbolic_of_logs", "simplify_safely"]
 
 #: Values a rewrite or a substituted constant must not introduce (division by zero, ...).
 NON_FINITE = (sp.zoo, sp.nan, sp.oo, -sp.oo)
@@ -86,6 +86,18 @@ def clean_expression(
         raise ValueError("tol must be >= 0")
     out = _clean_node(sp.sympify(expr), tol)
     return simplify_safely(out, timeout_s) if simplify else out
+
+
+_HYPERBOLIC = (sp.tanh, sp.sinh, sp.cosh, sp.coth, sp.sech, sp.csch)
+
+
+def hyperbolic_of_logs(expr: sp.Expr) -> sp.Expr:
+    """tanh, sinh, cosh (and their reciprocals) of an argument holding a log, written with
+    exp, so the log cancels: ``tanh(log(a/b)/2)`` is ``(a - b)/(a + b)``. A network reading
+    a log input (a ratio of positives) with a tanh edge writes a logistic this way; sympy
+    neither simplifies it nor proves it equal to the law."""
+    return expr.replace(lambda n: isinstance(n, _HYPERBOLIC) and n.args[0].has(sp.log),
+                        lambda n: n.rewrite(sp.exp))
 
 
 def _cheap_steps() -> list[Callable[[sp.Expr], sp.Expr]]:
@@ -237,11 +249,16 @@ def simplify_safely(
       runs in a daemon thread that is abandoned (the step in progress keeps running
       in the background).
 
+    Hyperbolic functions of logs are first written with exp (`hyperbolic_of_logs`).
     A result replaces the input only if it has fewer nodes
     (:func:`expression_complexity`), no new symbols and no new ``zoo/nan/oo``.
     Floats stay Floats (``simplify`` is called with ``rational=False``).
     """
     expr = sp.sympify(expr)
+    try:  # an identity that reads better even where it is no shorter: always applied
+        expr = hyperbolic_of_logs(expr)
+    except Exception as exc:  # noqa: BLE001 - a failed rewrite leaves the formula as it is
+        logger.debug("rewriting hyperbolic functions of logs failed: %s", exc)
     size = expression_complexity(expr)
     if size > max_nodes_cheap:
         return expr

@@ -27,7 +27,7 @@ def _robust_std(y: np.ndarray) -> float:
 #: A column is crowded when positive, spanning at least this ratio hi/lo ...
 CROWDED_MIN_RATIO = 10.0
 #: ... with its median in this lowest share of [lo, hi].
-CROWDED_MEDIAN_SHARE = 0.2
+CROWDED_MEDIAN_SHARE = 0.1
 
 
 def crowded_columns(X: np.ndarray) -> np.ndarray:
