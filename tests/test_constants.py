@@ -291,9 +291,15 @@ def test_an_abs_whose_argument_keeps_its_sign_unfolds_and_the_law_snaps():
         F(0.625000000747051) * a * sp.cos(t) - F(1.68452381045228))
     polished, _ = polish_expression(fit, [a, t], X, yv)
     assert sp.simplify(polished - (1 + a * sp.cos(t))) == 0, polished
-    # an argument that changes sign on the rows is a real kink: it stays folded
-    assert unfold_abs(sp.Abs(a - 2), [a, t], X, len(yv)) == sp.Abs(a - 2)
-    assert unfold_abs(sp.Abs(a - F(0.5)), [a, t], X, len(yv)) == a - F(0.5)
+    assert unfold_abs(sp.Abs(a - F(0.5)), [a, t], X, yv) == a - F(0.5)
+    # a kink the data show (|alpha - 2|) stays folded; a fold the fit put in a corner
+    # (the argument positive on a few rows only) unfolds where the law is smooth
+    kink = np.abs(X[:, 0] - 2)
+    assert unfold_abs(F(1.0) * sp.Abs(a - F(2.0)), [a, t], X, kink).has(sp.Abs)
+    corner = F(3.6) - F(1.5) * sp.Abs(F(0.667) * a * sp.cos(t) - F(0.9))
+    assert 0 < (X[:, 0] * np.cos(X[:, 1]) * 0.667 > 0.9).mean() < 0.2  # a corner, not none
+    polished, _ = polish_expression(corner, [a, t], X, yv)
+    assert sp.simplify(polished - (1 + a * sp.cos(t))) == 0, polished
 
 
 def test_a_logistic_written_as_tanh_of_a_log_simplifies_to_the_rational_law():

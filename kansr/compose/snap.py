@@ -334,39 +334,62 @@ def _unit_sums(expr: sp.Expr) -> sp.Expr:
     return walk(expr)
 
 
-def unfold_abs(expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike, n: int) -> sp.Expr:
-    """Every ``Abs(u)`` whose argument keeps one sign on all rows becomes ``u`` or ``-u``.
+def unfold_abs(expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike,
+               y: np.ndarray) -> sp.Expr:
+    """``Abs(u)`` becomes ``u`` or ``-u`` where that sign holds on the rows.
 
-    On the data the formula is unchanged, but the constants around a folded argument can
-    now merge and snap: ``3.695 - 1.6*Abs(0.625*a*cos(t) - 1.6845)`` is
-    ``1.0 + 1.0*a*cos(t)`` once the argument, negative on every row, is unfolded. An
-    argument that changes sign, or is not finite somewhere, keeps its ``Abs``.
+    Where ``u`` keeps one sign on every row the formula is unchanged on the data, but the
+    constants around it can now merge and snap: ``3.695 - 1.6*Abs(0.625*a*cos(t) - 1.6845)``
+    is ``1.0 + 1.0*a*cos(t)``. Where ``u`` changes sign on a few rows (the fit put the
+    kink in a corner of the data), the sign most rows have is tried and kept only if the
+    refitted formula fits at least as well: the fold was then a look-alike's, not the law's.
+    An argument that is not finite somewhere keeps its ``Abs``.
     """
     if not expr.has(sp.Abs):
         return expr
+    yv = target_vector(y)
+    n = len(yv)
     cols = data_columns(symbols, X, n)
 
-    def sign_on_data(u: sp.Expr) -> int:
+    def sign_on_data(u: sp.Expr) -> tuple[int, bool]:
+        """(the sign most rows give u, whether all rows give it); (0, False) if unknown."""
         try:
-            model = compile_model(u, ())
-            v = predict(model, cols, np.empty(0), n)
+            v = predict(compile_model(u, ()), cols, np.empty(0), n)
         except Exception:  # noqa: BLE001 - an argument we cannot evaluate stays folded
-            return 0
+            return 0, False
         if not np.all(np.isfinite(v)):
-            return 0
-        return 1 if np.all(v > 0) else -1 if np.all(v < 0) else 0
+            return 0, False
+        pos = int(np.sum(v > 0))
+        return (1 if 2 * pos >= n else -1), pos in (0, n) and not np.any(v == 0)
+
+    tried: list[sp.Abs] = []
 
     def walk(e: sp.Basic) -> sp.Basic:
         if not e.args:
             return e
         e = e.func(*[walk(a) for a in e.args])
         if isinstance(e, sp.Abs):
-            s = sign_on_data(e.args[0])
-            if s:
-                return s * e.args[0]
+            sign, everywhere = sign_on_data(e.args[0])
+            if everywhere:
+                return sign * e.args[0]
+            if sign:
+                tried.append(e)
         return e
 
-    return walk(expr)
+    out = walk(expr)
+    for node in tried:  # outermost last; each kept only if the data agree
+        if not out.has(node):
+            continue
+        sign, _ = sign_on_data(node.args[0])
+        cand = out.xreplace({node: sign * node.args[0]})
+        try:
+            fitted, mse = refit_constants(cand, symbols, X, yv)
+            _, base = refit_constants(out, symbols, X, yv)
+        except Exception:  # noqa: BLE001 - a failed refit keeps the fold
+            continue
+        if math.isfinite(mse) and mse <= base * (1 + 1e-9) + 1e-30 * float(np.var(yv)):
+            out = fitted
+    return out
 
 
 def gather_constants(
@@ -419,7 +442,7 @@ def polish_expression(
     snapping stops; every step still leaves a valid, refitted expression.
     """
     out = clean_expression(expr, simplify=False)
-    out = unfold_abs(out, symbols, X, len(target_vector(y)))
+    out = unfold_abs(out, symbols, X, y)
     out = gather_constants(out, symbols, X, y)
     if deadline is None or time.perf_counter() < deadline:
         out = prune_terms(out, symbols, X, y, rel_tol, floor_rel=floor_rel)
