@@ -334,6 +334,11 @@ def _unit_sums(expr: sp.Expr) -> sp.Expr:
     return walk(expr)
 
 
+def _fits_as_well(mse: float, base: float, yv: np.ndarray) -> bool:
+    """A rewrite's refitted MSE is no worse than the original's (to round-off)."""
+    return math.isfinite(mse) and mse <= base * (1 + 1e-9) + 1e-30 * float(np.var(yv))
+
+
 def unfold_abs(expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike,
                y: np.ndarray) -> sp.Expr:
     """``Abs(u)`` becomes ``u`` or ``-u`` where that sign holds on the rows.
@@ -362,7 +367,7 @@ def unfold_abs(expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike,
         pos = int(np.sum(v > 0))
         return (1 if 2 * pos >= n else -1), pos in (0, n) and not np.any(v == 0)
 
-    tried: list[sp.Abs] = []
+    tried: list[tuple[sp.Abs, int]] = []
 
     def walk(e: sp.Basic) -> sp.Basic:
         if not e.args:
@@ -373,23 +378,20 @@ def unfold_abs(expr: sp.Expr, symbols: Sequence[sp.Symbol | str], X: DataLike,
             if everywhere:
                 return sign * e.args[0]
             if sign:
-                tried.append(e)
+                tried.append((e, sign))
         return e
 
     out = walk(expr)
-    for node in tried:  # outermost last; each kept only if the data agree
-        if not out.has(node):
-            continue
-        sign, _ = sign_on_data(node.args[0])
-        cand = out.xreplace({node: sign * node.args[0]})
-        try:
-            fitted, mse = refit_constants(cand, symbols, X, yv)
-            _, base = refit_constants(out, symbols, X, yv)
-        except Exception:  # noqa: BLE001 - a failed refit keeps the fold
-            continue
-        if math.isfinite(mse) and mse <= base * (1 + 1e-9) + 1e-30 * float(np.var(yv)):
-            out = fitted
-    return out
+    if not tried:
+        return out
+    # one unfolding for all the corner folds, one refit each side: kept only if as good
+    cand = out.xreplace({node: sign * node.args[0] for node, sign in tried})
+    try:
+        fitted, mse = refit_constants(cand, symbols, X, yv)
+        _, base = refit_constants(out, symbols, X, yv)
+    except Exception:  # noqa: BLE001 - a failed refit keeps the folds
+        return out
+    return fitted if _fits_as_well(mse, base, yv) else out
 
 
 def gather_constants(
@@ -419,9 +421,7 @@ def gather_constants(
         return expr
     _, base = refit_constants(expr, symbols, X, y)
     fitted, mse = refit_constants(cand, symbols, X, y)
-    if math.isfinite(mse) and mse <= base * (1 + 1e-9) + 1e-30 * float(np.var(target_vector(y))):
-        return fitted
-    return expr
+    return fitted if _fits_as_well(mse, base, target_vector(y)) else expr
 
 
 def polish_expression(
