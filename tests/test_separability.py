@@ -13,7 +13,8 @@ import sympy
 import torch
 
 from kansr.kan import KAN, fit
-from kansr.structure.decompose import decompose, recombine, split_parts, symmetry_part
+from kansr.structure.decompose import (decompose, disjoint_pairs, pairs_part, recombine,
+                                      split_parts, symmetry_part)
 from kansr.structure.oracle import network_oracle
 from kansr.structure.separability import (SeparabilityResult, all_splits, candidate_splits,
                                           interaction_matrix, offset_constant, pair_moves,
@@ -263,6 +264,32 @@ def test_symmetry_part_keeps_the_datas_own_values():
     with pytest.raises(ValueError, match="one value per row"):
         symmetry_part(law, (0, 1), "difference", lo, hi, np.random.default_rng(0), X=data,
                       y=measured[:10])
+
+
+def test_disjoint_pair_symmetries_merge_into_one_part():
+    # a sum of three products: each product pair passes on its own, and the three together
+    # leave one part that is a plain sum of three inputs
+    law = lambda X: X[:, 0] * X[:, 1] + X[:, 2] * X[:, 3] + X[:, 4] * X[:, 5]  # noqa: E731
+    lo, hi = np.ones(6), np.full(6, 5.0)
+    ranked = separability_tests(law, lo, hi, 1e-4, np.random.default_rng(0))
+    merged = disjoint_pairs([r for r in ranked if r.passed])
+    assert sorted((r.test, r.pair) for r in merged) == [
+        ("product", (0, 1)), ("product", (2, 3)), ("product", (4, 5))]
+    data = np.random.default_rng(1).uniform(1, 5, (300, 6))
+    dec = decompose(law, merged, lo, hi, np.random.default_rng(0), X=data, y=law(data))
+    (part,) = dec.parts
+    names = [f"x{k}" for k in range(6)]
+    assert dec.test == "product+product+product"
+    np.testing.assert_allclose(part.y, part.X.sum(axis=1))
+    syms = sympy.symbols(names)
+    whole = recombine(dec, [sum(sympy.Symbol(n) for n in part.names(names))], syms)
+    assert sympy.expand(whole - (syms[0] * syms[1] + syms[2] * syms[3] + syms[4] * syms[5])) == 0
+    # pairs sharing a variable do not merge; a homogeneous pair goes alone
+    with pytest.raises(ValueError, match="share no variable"):
+        pairs_part(law, [merged[0], SeparabilityResult("sum", 0, 1, pair=merged[0].pair)],
+                   lo, hi, np.random.default_rng(0))
+    assert disjoint_pairs([SeparabilityResult("homogeneous", 0, 1, pair=(0, 1), degree=1.0),
+                           merged[0]]) == []
 
 
 def test_homogeneous_pair_gives_a_power_times_a_function_of_the_ratio():

@@ -14,7 +14,7 @@ import sympy
 import torch
 
 from ..compose.front import select_best
-from ..structure.decompose import decompose, recombine
+from ..structure.decompose import decompose, disjoint_pairs, recombine
 from ..structure.separability import relevance_tests, separability_tests
 from .budget import Budget
 from .formulas import ExactRule, near_exact, refit_and_polish
@@ -134,12 +134,18 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     rng = np.random.default_rng(seed)
     ranked = separability_tests(oracle, lo, hi, tol, rng)
     passed = [r for r in ranked if r.passed]
+    log.debug("structure: passed %s", [(r.test, r.pair or r.split, round(r.margin, 3))
+                                       for r in passed])
     if not passed and ranked:
         log.info("structure: no test passes (closest: %s at %.3g of its threshold)",
                  ranked[0].test, ranked[0].margin)
+    # Disjoint pair symmetries merge into one part first (a sum of three products becomes a
+    # sum of three inputs in one step); the top pair alone is the fallback.
+    merged = disjoint_pairs(passed)
+    candidates = ([merged] if len(merged) > 1 else []) + passed
     exprs: list[sympy.Expr] = []
     first: Split | None = None
-    for n_tried, result in enumerate(passed[:MAX_STRUCTURES]):
+    for n_tried, result in enumerate(candidates[:MAX_STRUCTURES]):
         if n_tried and (budget.expired(RETRY_BEFORE) or budget.interrupted):
             break
         found, tree = _solve_structure(X, y, symbols, net, result, oracle, lo, hi, rng,
@@ -154,14 +160,15 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
 def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
                      rng: np.random.Generator, solve_part: Callable, budget: Budget
                      ) -> tuple[list[sympy.Expr], Split]:
-    """The parts of one passed test, each solved in its share of the budget, recombined
-    and refitted on X, y."""
+    """The parts of one passed test (or of several disjoint pair symmetries together), each
+    solved in its share of the budget, recombined and refitted on X, y."""
     names = [s.name for s in symbols]
     pick = rng.permutation(len(X))[:PART_ROWS]
     dec = decompose(oracle, result, lo, hi, rng, X=X[pick], y=y[pick])
-    log.info("structure: %s (margin %.2g) splits %s into %s", result.test, result.margin,
+    margin = max(r.margin for r in result) if isinstance(result, list) else result.margin
+    log.info("structure: %s (margin %.2g) splits %s into %s", dec.test, margin,
              names, [p.names(names) for p in dec.parts])
-    tree = Split(result.test, names, result.margin,
+    tree = Split(dec.test, names, margin,
                  part_variables=[p.names(names) for p in dec.parts])
     parts_budget = budget.slice(PARTS_SHARE)
     part_exprs = []

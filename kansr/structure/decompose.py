@@ -157,31 +157,80 @@ def symmetry_part(oracle: Oracle, pair, kind: str, lo, hi, rng: np.random.Genera
     f = x_j^k F(rest, x_i / x_j))."""
     if kind not in PAIR_TESTS:
         raise ValueError(f"symmetry_part needs one of {PAIR_TESTS}, got {kind!r}")
+    return _pairs_part(oracle, [PairVariable(kind, *pair)], lo, hi, rng, X=X, y=y, n=n,
+                       degree=degree)
+
+
+def pairs_part(oracle: Oracle, results: Sequence[SeparabilityResult], lo, hi,
+               rng: np.random.Generator, *, X=None, y=None, n: int = 1000) -> Decomposition:
+    """One part with several disjoint pairs each replaced by its combination (the last
+    columns, in the order given). Each passed symmetry says f is constant along its pair's
+    level sets; pairs sharing no variable move independently, so f is a function of all the
+    combinations at once: a sum of three products is then a sum in three inputs, where one
+    pair at a time would need three networks, each on a smaller share of the budget."""
+    if not results or any(r.test not in MERGEABLE or r.pair is None for r in results):
+        raise ValueError(f"pairs_part needs pair symmetries of kinds {MERGEABLE}")
+    used = [v for r in results for v in r.pair]
+    if len(set(used)) != len(used):
+        raise ValueError(f"pairs must share no variable, got {[r.pair for r in results]}")
+    return _pairs_part(oracle, [PairVariable(r.test, *r.pair) for r in results], lo, hi, rng,
+                       X=X, y=y, n=n)
+
+
+#: Pair kinds that merge with others into one part (a homogeneous pair rescales y, so it
+#: goes alone).
+MERGEABLE = ("difference", "sum", "product", "ratio")
+
+
+def disjoint_pairs(passed: Sequence[SeparabilityResult]) -> list[SeparabilityResult]:
+    """The first of `passed` (ranked) if it is a mergeable pair symmetry, and after it every
+    later mergeable passed pair that shares no variable with those taken; else []."""
+    if not passed or passed[0].test not in MERGEABLE:
+        return []
+    taken, used = [], set()
+    for r in passed:
+        if r.test in MERGEABLE and r.pair is not None and not used & set(r.pair):
+            taken.append(r)
+            used |= set(r.pair)
+    return taken
+
+
+def _pairs_part(oracle: Oracle, pairs: Sequence[PairVariable], lo, hi,
+                rng: np.random.Generator, *, X=None, y=None, n: int = 1000,
+                degree: float = 0.0) -> Decomposition:
+    """The part of `symmetry_part` / `pairs_part` (degree only with one homogeneous pair)."""
     lo, hi = check_box(lo, hi)
-    i, j = pair
     rows = _rows(X, lo, hi, n, rng)
-    rest = [k for k in range(len(lo)) if k not in (i, j)]
-    u = PairVariable(kind, i, j)
-    Xn = np.column_stack([rows[:, rest], u.values(rows)])
-    xj = rows[:, j]
-    sign = 1 if np.all(xj > 0) else -1 if np.all(xj < 0) else 0
-    homogeneous = (i, j, float(degree), sign) if kind == "homogeneous" else None
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        scale = np.abs(rows[:, j]) ** degree if homogeneous else 1.0
+    merged = {k for u in pairs for k in (u.i, u.j)}
+    rest = [k for k in range(len(lo)) if k not in merged]
+    Xn = np.column_stack([rows[:, rest]] + [u.values(rows) for u in pairs])
+    homogeneous, scale = None, 1.0
+    if pairs[0].kind == "homogeneous":
+        i, j = pairs[0].i, pairs[0].j
+        xj = rows[:, j]
+        sign = 1 if np.all(xj > 0) else -1 if np.all(xj < 0) else 0
+        homogeneous = (i, j, float(degree), sign)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            scale = np.abs(xj) ** degree
+    columns = tuple(rest) + tuple(pairs)
+    kind = "+".join(u.kind for u in pairs)
     if y is not None and X is not None:
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if y.shape != (len(rows),):
             raise ValueError(f"y must hold one value per row of X ({len(rows)}), got {y.shape}")
-        part = Part(tuple(rest) + (u,), Xn, y / scale, from_oracle=False)
+        part = Part(columns, Xn, y / scale, from_oracle=False)
     else:
-        part = Part(tuple(rest) + (u,), Xn, query(oracle, rows) / scale)
+        part = Part(columns, Xn, query(oracle, rows) / scale)
     return Decomposition(kind, (part,), degree=homogeneous)
 
 
-def decompose(oracle: Oracle, result: SeparabilityResult, lo, hi, rng: np.random.Generator, *,
-              X=None, y=None, n: int = 1000) -> Decomposition:
+def decompose(oracle: Oracle, result: SeparabilityResult | Sequence[SeparabilityResult], lo, hi,
+              rng: np.random.Generator, *, X=None, y=None, n: int = 1000) -> Decomposition:
     """The sub-problems of a (passed) test result: `split_parts` or `symmetry_part` (which
-    keeps the data's y where given: see there)."""
+    keeps the data's y where given: see there); several disjoint pair results (a sequence)
+    give `pairs_part`."""
+    if not isinstance(result, SeparabilityResult):
+        return pairs_part(oracle, result, lo, hi, rng, X=X, y=y, n=n)
     if result.split is not None:
         return split_parts(oracle, result.split, lo, hi, rng, test=result.test,
                            constant=result.constant, X=X, n=n)
@@ -216,7 +265,7 @@ def recombine(decomposition: Decomposition, exprs: Sequence[sympy.Expr],
         i, j, k, sign = dec.degree
         base = sign * symbols[j] if sign else sympy.Abs(symbols[j])
         return base ** sympy.nsimplify(k) * e[0]
-    if dec.test in PAIR_TESTS:
+    if all(kind in PAIR_TESTS for kind in dec.test.split("+")):
         return e[0]
     f_ref, c = sympy.Float(dec.f_ref), sympy.Float(dec.constant)
     if dec.test == "additive":
