@@ -41,8 +41,9 @@ MIN_TOL = 1e-6
 
 @dataclass
 class Split:
-    """A node of the decomposition tree: which test split the problem, and the parts' own
-    trees (None where a part was solved without splitting)."""
+    """A node of the decomposition tree: which test split the problem (several disjoint
+    pair symmetries applied together are joined by "+", e.g. "product+product"), and the
+    parts' own trees (None where a part was solved without splitting)."""
 
     test: str
     variables: list[str]
