@@ -39,6 +39,9 @@ HARD_LAWS = {
     # a sum of three products (Feynman I.11.19): product symmetries, one pair at a time
     "dot_product": (["x1", "y1", "x2", "y2", "x3", "y3"], [(1, 5)] * 6,
                     lambda x1, y1, x2, y2, x3, y3: x1 * y1 + x2 * y2 + x3 * y3),
+    # a weighted mean (Feynman I.18.4): ratio symmetries, then a sum over a sum
+    "centre_of_mass": (["m1", "m2", "r1", "r2"], [(1, 5)] * 4,
+                       lambda m1, m2, r1, r2: (m1 * r1 + m2 * r2) / (m1 + m2)),
     # one variable, no primitive under an affine map: a ratio of lines in exp, a power
     # times a cosine (the rational matcher)
     "bose_occupancy": (["x"], [(0.1, 8)], lambda x: 1 / (sp.exp(x / 3) - 1)),

@@ -284,12 +284,39 @@ def test_disjoint_pair_symmetries_merge_into_one_part():
     syms = sympy.symbols(names)
     whole = recombine(dec, [sum(sympy.Symbol(n) for n in part.names(names))], syms)
     assert sympy.expand(whole - (syms[0] * syms[1] + syms[2] * syms[3] + syms[4] * syms[5])) == 0
-    # pairs sharing a variable do not merge; a homogeneous pair goes alone
+    # pairs sharing a variable do not merge, nor do two homogeneous pairs
     with pytest.raises(ValueError, match="share no variable"):
         pairs_part(law, [merged[0], SeparabilityResult("sum", 0, 1, pair=merged[0].pair)],
                    lo, hi, np.random.default_rng(0))
-    assert disjoint_pairs([SeparabilityResult("homogeneous", 0, 1, pair=(0, 1), degree=1.0),
-                           merged[0]]) == []
+    scaled = [SeparabilityResult("homogeneous", 0, 1, pair=p, degree=1.0) for p in [(0, 1), (2, 3)]]
+    assert disjoint_pairs(scaled) == scaled[:1]
+
+
+def test_a_homogeneous_pair_merges_with_a_ratio():
+    # a weighted mean (m1 r1 + m2 r2)/(m1 + m2): m2/m1 is a ratio symmetry and (r1, r2) a
+    # homogeneous pair of degree 1, so f = r2 F(r1/r2, m2/m1) in one step
+    law = lambda X: (X[:, 0] * X[:, 2] + X[:, 1] * X[:, 3]) / (X[:, 0] + X[:, 1])  # noqa: E731
+    lo, hi = np.ones(4), np.full(4, 5.0)
+    ranked = separability_tests(law, lo, hi, 1e-4, np.random.default_rng(0))
+    merged = disjoint_pairs([r for r in ranked if r.passed])
+    assert sorted((r.test, tuple(sorted(r.pair))) for r in merged) == [
+        ("homogeneous", (2, 3)), ("ratio", (0, 1))]
+    data = np.random.default_rng(1).uniform(1, 5, (300, 4))
+    dec = decompose(law, merged, lo, hi, np.random.default_rng(0), X=data, y=law(data))
+    (part,) = dec.parts
+    names = ["m1", "m2", "r1", "r2"]
+    m1, m2, r1, r2 = syms = sympy.symbols(names, positive=True)
+    u, q = (sympy.Symbol(n) for n in part.names(names))  # r-ratio first, then the m-ratio
+    i, j = merged[0].pair if merged[0].test == "homogeneous" else merged[1].pair
+    law_sym = (m1 * r1 + m2 * r2) / (m1 + m2)
+    q_is_m2_over_m1 = part.names(names)[1] == "ratio_m2_m1"
+    # F(u, q) from the law: f / x_j at x_i = u x_j
+    part_law = law_sym / syms[j]
+    F = part_law.subs(syms[i], u * syms[j])
+    F = sympy.simplify(F.subs(m2, q * m1) if q_is_m2_over_m1 else F.subs(m1, q * m2))
+    assert not F.free_symbols - {u, q}, F
+    np.testing.assert_allclose(part.y, sympy.lambdify([u, q], F)(*part.X.T), rtol=1e-12)
+    assert sympy.simplify(recombine(dec, [F], syms) - law_sym) == 0
 
 
 def test_homogeneous_pair_gives_a_power_times_a_function_of_the_ratio():

@@ -165,40 +165,48 @@ def pairs_part(oracle: Oracle, results: Sequence[SeparabilityResult], lo, hi,
                rng: np.random.Generator, *, X=None, y=None, n: int = 1000) -> Decomposition:
     """One part with several disjoint pairs each replaced by its combination (the last
     columns, in the order given). Each passed symmetry says f is constant along its pair's
-    level sets; pairs sharing no variable move independently, so f is a function of all the
-    combinations at once: a sum of three products is then a sum in three inputs, where one
-    pair at a time would need three networks, each on a smaller share of the budget."""
-    if not results or any(r.test not in MERGEABLE or r.pair is None for r in results):
-        raise ValueError(f"pairs_part needs pair symmetries of kinds {MERGEABLE}")
+    level sets (or, for a homogeneous pair, scales as x_j^k along them); pairs sharing no
+    variable move independently, so f is x_j^k times a function of all the combinations at
+    once: a sum of three products is then a sum in three inputs, where one pair at a time
+    would need three networks, each on a smaller share of the budget. At most one pair may
+    be homogeneous."""
+    if not results or any(r.test not in PAIR_TESTS or r.pair is None for r in results):
+        raise ValueError(f"pairs_part needs pair symmetries of kinds {PAIR_TESTS}")
     used = [v for r in results for v in r.pair]
     if len(set(used)) != len(used):
         raise ValueError(f"pairs must share no variable, got {[r.pair for r in results]}")
-    return _pairs_part(oracle, [PairVariable(r.test, *r.pair) for r in results], lo, hi, rng,
-                       X=X, y=y, n=n)
-
-
-#: Pair kinds that merge with others into one part (a homogeneous pair rescales y, so it
-#: goes alone).
-MERGEABLE = ("difference", "sum", "product", "ratio")
+    scaled = [r for r in results if r.test == "homogeneous"]
+    if len(scaled) > 1:
+        raise ValueError("at most one homogeneous pair can be merged with others")
+    # the homogeneous pair first: its degree rescales y (`_pairs_part`)
+    ordered = scaled + [r for r in results if r.test != "homogeneous"]
+    return _pairs_part(oracle, [PairVariable(r.test, *r.pair) for r in ordered], lo, hi, rng,
+                       X=X, y=y, n=n, degree=(scaled[0].degree or 0.0) if scaled else 0.0)
 
 
 def disjoint_pairs(passed: Sequence[SeparabilityResult]) -> list[SeparabilityResult]:
-    """The first of `passed` (ranked) if it is a mergeable pair symmetry, and after it every
-    later mergeable passed pair that shares no variable with those taken; else []."""
-    if not passed or passed[0].test not in MERGEABLE:
+    """The first of `passed` (ranked) if it is a pair symmetry, and after it every later
+    passed pair symmetry that shares no variable with those taken (at most one of them
+    homogeneous); else []."""
+    if not passed or passed[0].test not in PAIR_TESTS:
         return []
-    taken, used = [], set()
+    taken: list[SeparabilityResult] = []
+    used: set[int] = set()
     for r in passed:
-        if r.test in MERGEABLE and r.pair is not None and not used & set(r.pair):
-            taken.append(r)
-            used |= set(r.pair)
+        if r.test not in PAIR_TESTS or r.pair is None or used & set(r.pair):
+            continue
+        if r.test == "homogeneous" and any(t.test == "homogeneous" for t in taken):
+            continue
+        taken.append(r)
+        used |= set(r.pair)
     return taken
 
 
 def _pairs_part(oracle: Oracle, pairs: Sequence[PairVariable], lo, hi,
                 rng: np.random.Generator, *, X=None, y=None, n: int = 1000,
                 degree: float = 0.0) -> Decomposition:
-    """The part of `symmetry_part` / `pairs_part` (degree only with one homogeneous pair)."""
+    """The part of `symmetry_part` / `pairs_part`; a homogeneous pair (of `degree`) comes
+    first in `pairs`."""
     lo, hi = check_box(lo, hi)
     rows = _rows(X, lo, hi, n, rng)
     merged = {k for u in pairs for k in (u.i, u.j)}
