@@ -144,3 +144,17 @@ def test_denoise_parameter_hands_the_search_the_smoothed_target(monkeypatch):
     assert np.mean((seen["y"] - clean) ** 2) < 0.3 * std ** 2  # smoothed, not the raw y
     KANSR(max_time=5).fit(X, y)
     np.testing.assert_array_equal(seen["y"], y)
+
+
+def test_misfit_looks_like_noise_only_when_it_is_noise():
+    # the rational matcher is skipped only where the best option leaves noise: white
+    # residuals pass, a look-alike's smooth misfit on noise-free rows does not
+    from kansr.solver.formulas import _noise_like
+
+    x = sp.Symbol("x")
+    X = np.random.default_rng(0).uniform(1, 3, (2000, 1))
+    noisy = 2 * X[:, 0] + np.random.default_rng(1).normal(0, 0.01, 2000)
+    assert _noise_like(2 * x, [x], X, noisy)
+    steep = 1 / (np.exp(X[:, 0] / 3) - 1)  # noise-free; a line misses it smoothly
+    assert not _noise_like(-0.9 * x + 3.4, [x], X, steep)
+    assert not _noise_like(2 * x, [x], X, 2 * X[:, 0])  # exact: no misfit to judge

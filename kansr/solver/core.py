@@ -297,7 +297,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             rule = exact_rule(floor, noise_floor(data_noise) > 0)
             exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
                                            opts.symbolic, budget, rule,
-                                           exact_rule(problem.error_floor).rel_tol)
+                                           exact_rule(problem.error_floor).rel_tol,
+                                           noise_floor(data_noise))
         except SearchInterrupted:
             budget.interrupt()
         if near_exact(exprs, symbols, X, y, rule):

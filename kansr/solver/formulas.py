@@ -167,15 +167,33 @@ DIRECT_TOP_K = 5
 POLISH_WORTH_RATIO = 2.0
 
 
+#: Residuals with a lag-one correlation (rows in x order) below this look like noise: a
+#: look-alike's misfit on noise-free rows is smooth, near 1.
+NOISE_LIKE_CORRELATION = 0.5
+
+
+def _noise_like(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray,
+                y: np.ndarray) -> bool:
+    """Does `expr`'s misfit on one-variable rows (X (N, 1), y) look like independent noise:
+    residuals in x order with a lag-one correlation below `NOISE_LIKE_CORRELATION`?"""
+    with np.errstate(all="ignore"):
+        r = (y - evaluate(expr, symbols, X))[np.argsort(X[:, 0], kind="stable")]
+    if len(r) < 3 or not np.all(np.isfinite(r)) or np.std(r) == 0:
+        return False
+    return bool(np.corrcoef(r[:-1], r[1:])[0, 1] < NOISE_LIKE_CORRELATION)
+
+
 def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                           scaling: Scaling, library: Library, settings: SymbolicSettings,
                           budget: Budget, exact: ExactRule = ExactRule(),
-                          known_floor: float = NEAR_EXACT_REL_MSE) -> list[sympy.Expr]:
+                          known_floor: float = NEAR_EXACT_REL_MSE, noise: float = 0.0
+                          ) -> list[sympy.Expr]:
     """A one-variable problem is its own edge: the rows (x, y) are matched against the
     library and its compositions directly, with no network in between (a spline would only
     blur them), then refitted and snapped on all rows. X (N, 1), y (N,) in user units.
     Where no option comes within `known_floor` (relative MSE), the rational matcher
-    (`kansr.match.rational`) runs too."""
+    (`kansr.match.rational`) runs too, unless the data's own noise (`noise`, relative MSE)
+    leaves it no room to win."""
     from ..compose.choose import edge_options
     from ..graph import EDGE_VAR
 
@@ -199,7 +217,18 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                 continue
             raws.append((mse, raw))
         best = min((m for m, _ in raws), default=math.inf)
-        if best > known_floor * float(np.var(y)) and not budget.expired(SYMBOLIC_SHARE):
+        # A rational fit must beat the best option RATIONAL_GAIN-fold, and no fit goes below
+        # the noise: where the best is already within that reach of the noise and what it
+        # leaves looks like noise, the matcher (and the refits of its fits) could only be
+        # turned down. (It cost 18-30 s of every noisy one-variable problem: 1/(gamma - 1)
+        # at 1% noise took 29 s.) The estimate alone is not enough: on a steep noise-free law
+        # it measures curvature (1/(exp(x/3) - 1): 1.5e-6), and a look-alike's misfit is
+        # smooth where noise is not.
+        hopeless = (best < RATIONAL_GAIN * noise * float(np.var(y))
+                    and _noise_like(min(raws, key=lambda r: r[0])[1], symbols, X[rows],
+                                    y[rows]))
+        if (best > known_floor * float(np.var(y)) and not hopeless
+                and not budget.expired(SYMBOLIC_SHARE)):
             # no primitive under an affine map reproduces the rows to their known floor
             # (round-off, or the network's error on a split-off part): a power times a ratio
             # of lines in one primitive may (1/(exp(x) - 1), sin(x)^2/x^2, (1+x)/sqrt(1-x^2)).
