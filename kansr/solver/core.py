@@ -294,11 +294,12 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         # with one input the local fits are nearly unbiased: their estimate is the floor
         floor = max(noise_floor(noise_rel), problem.error_floor)
         try:  # the rows themselves are the one edge: matched directly, often exactly
-            rule = exact_rule(floor, noise_floor(data_noise) > 0)
+            data_floor = noise_floor(data_noise)
+            rule = exact_rule(floor, data_floor > 0)
             exprs += one_variable_formulas(X, y, symbols, scaling, opts.library,
                                            opts.symbolic, budget, rule,
                                            exact_rule(problem.error_floor).rel_tol,
-                                           noise_floor(data_noise))
+                                           data_floor)
         except SearchInterrupted:
             budget.interrupt()
         if near_exact(exprs, symbols, X, y, rule):

@@ -234,16 +234,15 @@ def _pairs_part(oracle: Oracle, pairs: Sequence[PairVariable], lo, hi,
 
 def decompose(oracle: Oracle, result: SeparabilityResult | Sequence[SeparabilityResult], lo, hi,
               rng: np.random.Generator, *, X=None, y=None, n: int = 1000) -> Decomposition:
-    """The sub-problems of a (passed) test result: `split_parts` or `symmetry_part` (which
-    keeps the data's y where given: see there); several disjoint pair results (a sequence)
-    give `pairs_part`."""
+    """The sub-problems of a (passed) test result, or of several disjoint pair results (a
+    sequence): `split_parts` or `pairs_part` (which keeps the data's y where given: see
+    `symmetry_part`)."""
     if not isinstance(result, SeparabilityResult):
         return pairs_part(oracle, result, lo, hi, rng, X=X, y=y, n=n)
     if result.split is not None:
         return split_parts(oracle, result.split, lo, hi, rng, test=result.test,
                            constant=result.constant, X=X, n=n)
-    return symmetry_part(oracle, result.pair, result.test, lo, hi, rng, X=X, y=y, n=n,
-                         degree=result.degree or 0.0)
+    return pairs_part(oracle, [result], lo, hi, rng, X=X, y=y, n=n)
 
 
 def _in_original_symbols(part: Part, expr: sympy.Expr,
