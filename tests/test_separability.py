@@ -13,13 +13,13 @@ import sympy
 import torch
 
 from kansr.kan import KAN, fit
-from kansr.structure.decompose import (decompose, disjoint_pairs, pairs_part, recombine,
-                                      split_parts, symmetry_part)
+from kansr.structure.decompose import (affine_parts, decompose, disjoint_pairs, pairs_part,
+                                      recombine, split_parts, symmetry_part)
 from kansr.structure.oracle import network_oracle
-from kansr.structure.separability import (SeparabilityResult, all_splits, candidate_splits,
-                                          interaction_matrix, offset_constant, pair_moves,
-                                          relevance_tests, separability_tests, split_tests,
-                                          symmetry_tests)
+from kansr.structure.separability import (SeparabilityResult, Support, affine_tests,
+                                          all_splits, candidate_splits, interaction_matrix,
+                                          offset_constant, pair_moves, relevance_tests,
+                                          separability_tests, split_tests, symmetry_tests)
 
 
 
@@ -90,8 +90,10 @@ def test_additive_split_found_for_product_plus_sin_and_only_for_that_split(sourc
     # the symmetry ranks first: its part is the data itself, one variable fewer
     ranked = [r for r in separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))
               if r.passed]
-    assert [(r.test, r.pair or r.split) for r in ranked] == [("product", (0, 1)),
-                                                            ("additive", ((0, 1), (2,)))]
+    assert [(r.test, r.pair or r.split) for r in ranked[:2]] == [("product", (0, 1)),
+                                                                ("additive", ((0, 1), (2,)))]
+    # last, the lines: f is affine in x0 and in x1 (not in x2)
+    assert sorted((r.test, r.variable) for r in ranked[2:]) == [("affine", 0), ("affine", 1)]
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -149,11 +151,14 @@ def test_ratio_symmetry_of_x0_over_x1(source):
     for kind in ("difference", "sum", "product"):
         assert not _find(res, kind, pair=(0, 1)).passed
     ranked = separability_tests(oracle, lo, hi, tol, np.random.default_rng(2))
-    passed = {(r.test, r.split, r.pair) for r in ranked if r.passed}
-    # x0/x1 is also a product of factors x0 and 1/x1 (and so an offset-product)
-    passed -= {("ratio", None, (1, 0))}  # alike magnitudes: the other orientation too
-    assert passed == {("ratio", None, (0, 1)), ("multiplicative", ((0,), (1,)), None),
-                      ("offset_product", ((0,), (1,)), None)}
+    passed = {(r.test, r.split or r.pair or r.variable) for r in ranked if r.passed}
+    # x0/x1 is also a product of factors x0 and 1/x1 (and so an offset-product), and a line
+    # in x0 (the network's test may see its error along the line; never a line in x1)
+    passed -= {("ratio", (1, 0)), ("affine", 0)}  # alike magnitudes: both orientations
+    assert passed == {("ratio", (0, 1)), ("multiplicative", ((0,), (1,))),
+                      ("offset_product", ((0,), (1,)))}
+    if source == "formula":
+        assert ("affine", 0) in {(r.test, r.variable) for r in ranked if r.passed}
 
 
 def test_product_symmetry_on_a_box_spanning_zero():
@@ -290,6 +295,77 @@ def test_disjoint_pair_symmetries_merge_into_one_part():
                    lo, hi, np.random.default_rng(0))
     scaled = [SeparabilityResult("homogeneous", 0, 1, pair=p, degree=1.0) for p in [(0, 1), (2, 3)]]
     assert disjoint_pairs(scaled) == scaled[:1]
+
+
+def _lorentz_data(n=3000, seed=0):
+    """Rows of (u, w) = (v/c, c*t/x) as a Lorentz length transform's dimensionless groups
+    give them: the two cannot both be large, so they fill only part of their box."""
+    rng = np.random.default_rng(seed)
+    v, c, t, x = (rng.uniform(a, b, n) for a, b in [(1, 2), (3, 20), (1, 2), (5, 10)])
+    return np.column_stack([v / c, c * t / x])
+
+
+def _lorentz(X):
+    return (1 - X[:, 0] * X[:, 1]) / np.sqrt(1 - X[:, 0] ** 2)
+
+
+def test_affine_test_finds_the_input_a_law_is_a_line_in():
+    # (1 - u w)/sqrt(1 - u^2): a line in w, no split or pair symmetry
+    data = _lorentz_data()
+    lo, hi = data.min(0), data.max(0)
+    support = Support(data)
+    ranked = separability_tests(_lorentz, lo, hi, 1e-4, np.random.default_rng(0), X=data,
+                                support=support)
+    assert [(r.test, r.variable) for r in ranked if r.passed] == [("affine", 1)]
+    # without the data's rows the box is sampled: the same verdicts
+    plain = affine_tests(_lorentz, lo, hi, 1e-4, np.random.default_rng(0))
+    assert [r.variable for r in plain if r.passed] == [1]
+    # a curve in every input is no line: sqrt(x0) exp(x1)
+    curve = affine_tests(lambda X: np.sqrt(X[:, 0]) * np.exp(X[:, 1]), [1, 0], [5, 1], 1e-3,
+                         np.random.default_rng(0))
+    assert not any(r.passed for r in curve)
+
+
+def test_support_covers_the_datas_region_only():
+    data = _lorentz_data()
+    support = Support(data)
+    assert support.covered(data).all()
+    lo, hi = data.min(0), data.max(0)
+    assert not support.covered(hi[None])[0]  # v/c and c*t/x both at their largest: no row
+    with pytest.raises(ValueError, match="at least 3 rows"):
+        Support(data[:2])
+
+
+def test_affine_parts_are_intercept_and_slope_and_recombine_exactly():
+    data = _lorentz_data()
+    lo, hi = data.min(0), data.max(0)
+    # a spike (a spline stretch no row pinned down) bends the lines through it: those rows
+    # are left out, so it cannot reach the parts
+    w3 = lo[1] + 3 * (hi[1] - lo[1]) / 7  # one of the values the lines go through
+
+    def spiky(X):
+        return _lorentz(X) + 50.0 * ((np.abs(X[:, 0] - 0.1) < 0.01) & (np.abs(X[:, 1] - w3) < 0.1))
+
+    dec = affine_parts(spiky, 1, lo, hi, np.random.default_rng(0), X=data[:1000],
+                       support=Support(data))
+    g, h = dec.parts
+    assert dec.affine == (1, 0.0)  # 0 is within reach of w's range: the law's own intercept
+    assert g.columns == h.columns == (0,) and 500 < len(g.y) < 1000
+    u = g.X[:, 0]
+    np.testing.assert_allclose(g.y, 1 / np.sqrt(1 - u ** 2), rtol=1e-9)
+    np.testing.assert_allclose(h.y, -u / np.sqrt(1 - u ** 2), rtol=1e-9)
+    assert h.error_gain < 1 < g.error_gain  # the slope divides by the span, the intercept extrapolates
+    U, W = sympy.symbols("u w")
+    whole = recombine(dec, [1 / sympy.sqrt(1 - U ** 2), -U / sympy.sqrt(1 - U ** 2)], [U, W])
+    assert sympy.simplify(whole - (1 - U * W) / sympy.sqrt(1 - U ** 2)) == 0
+    # far from 0 the intercept is taken at the range's centre: f = g + (w - a) h
+    far = lambda X: X[:, 0] + X[:, 0] ** 2 * X[:, 1]  # noqa: E731
+    dec = affine_parts(far, 1, [1, 100], [2, 101], np.random.default_rng(0), n=50)
+    assert dec.affine == (1, 100.5)
+    whole = recombine(dec, [U + 100.5 * U ** 2, U ** 2], [U, W])
+    assert sympy.simplify(whole - (U + U ** 2 * W)) == 0
+    with pytest.raises(ValueError, match="input that varies"):
+        affine_parts(far, 1, [1, 100], [2, 100], np.random.default_rng(0))
 
 
 def test_a_homogeneous_pair_merges_with_a_ratio():

@@ -1,5 +1,6 @@
 """Recursive separation: the trained network as an oracle for structure tests (additive,
-multiplicative, offset-product splits; difference/sum/product/ratio pair symmetries); when
+multiplicative, offset-product splits; difference/sum/product/ratio pair symmetries; lines in
+one input); when
 one passes, each part is solved by `solve` itself on data generated from the network, in a
 share of the budget, and the parts recombined into one formula refitted on the data."""
 
@@ -15,7 +16,7 @@ import torch
 
 from ..compose.front import select_best
 from ..structure.decompose import decompose, disjoint_pairs, recombine
-from ..structure.separability import relevance_tests, separability_tests
+from ..structure.separability import Support, relevance_tests, separability_tests
 from .budget import Budget
 from .formulas import ExactRule, near_exact, refit_and_polish
 from .scaling import Scaling
@@ -133,10 +134,13 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     tol = oracle_tol(net)
     lo, hi = X.min(axis=0), X.max(axis=0)
     rng = np.random.default_rng(seed)
-    ranked = separability_tests(oracle, lo, hi, tol, rng)
+    support = Support(X, scaling.x_log)
+    ranked = separability_tests(oracle, lo, hi, tol, rng, X=X, support=support)
     passed = [r for r in ranked if r.passed]
-    log.debug("structure: passed %s", [(r.test, r.pair or r.split, round(r.margin, 3))
-                                       for r in passed])
+    log.debug("structure: passed %s; closest failed %s",
+              [(r.test, r.pair or r.split or r.variable, round(r.margin, 3)) for r in passed],
+              [(r.test, r.pair or r.split or r.variable, round(r.margin, 3))
+               for r in ranked[len(passed):len(passed) + 4]])
     if not passed and ranked:
         log.info("structure: no test passes (closest: %s at %.3g of its threshold)",
                  ranked[0].test, ranked[0].margin)
@@ -150,7 +154,7 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
         if n_tried and (budget.expired(RETRY_BEFORE) or budget.interrupted):
             break
         found, tree = _solve_structure(X, y, symbols, net, result, oracle, lo, hi, rng,
-                                       solve_part, budget)
+                                       solve_part, budget, support)
         exprs += found
         first = first or tree
         if found and near_exact(found, symbols, X, y, exact):
@@ -159,13 +163,13 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
 
 
 def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
-                     rng: np.random.Generator, solve_part: Callable, budget: Budget
-                     ) -> tuple[list[sympy.Expr], Split]:
+                     rng: np.random.Generator, solve_part: Callable, budget: Budget,
+                     support: Support | None = None) -> tuple[list[sympy.Expr], Split]:
     """The parts of one passed test (or of several disjoint pair symmetries together), each
     solved in its share of the budget, recombined and refitted on X, y."""
     names = [s.name for s in symbols]
     pick = rng.permutation(len(X))[:PART_ROWS]
-    dec = decompose(oracle, result, lo, hi, rng, X=X[pick], y=y[pick])
+    dec = decompose(oracle, result, lo, hi, rng, X=X[pick], y=y[pick], support=support)
     margin = max(r.margin for r in result) if isinstance(result, list) else result.margin
     log.info("structure: %s (margin %.2g) splits %s into %s", dec.test, margin,
              names, [p.names(names) for p in dec.parts])
@@ -176,9 +180,12 @@ def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
     for k, part in enumerate(dec.parts):
         part_syms = [sympy.Symbol(n) for n in part.names(names)]
         share = 1.0 / (len(dec.parts) - k)  # what the earlier parts left, shared equally
-        floor = part_error_floor(net.val_mse, y, part.y) if part.from_oracle else 0.0
+        floor = (part_error_floor(part.error_gain ** 2 * net.val_mse, y, part.y)
+                 if part.from_oracle else 0.0)
         sub = solve_part(part.X, part.y, part_syms, parts_budget.slice(share), floor)
         part_exprs.append(_pick(sub.front, part.y, floor, sub.noise_floor))
+        log.info("structure: part %d of %s (%s): %s", k + 1, dec.test,
+                 ", ".join(part.names(names)), part_exprs[-1])
         tree.parts.append(sub.decomposition)
         if budget.interrupted:
             return [], tree

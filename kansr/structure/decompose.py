@@ -8,6 +8,7 @@ with the same pipeline; `recombine` puts the constants back exactly:
     multiplicative  f = g * h / f(ref)
     offset_product  f = c + (g - c) * (h - c) / (f(ref) - c)
     pair symmetry   f(x) = F(rest, u) with u = combine(kind, x_i, x_j) substituted back
+    affine          f = g + (x_j - a) * h, g and h the intercept at x_j = a and the slope
 
     >>> f = lambda X: X[:, 0] * X[:, 1] + np.sin(X[:, 2])
     >>> res = SeparabilityResult("additive", 0.0, 1e-6, split=((0, 1), (2,)))
@@ -26,8 +27,19 @@ from typing import Sequence
 import numpy as np
 import sympy
 
-from .separability import (PAIR_TESTS, SPLIT_TESTS, Oracle, SeparabilityResult, check_box,
-                           combine, query, sample_box)
+from .separability import (AFFINE, PAIR_TESTS, SPLIT_TESTS, Oracle, SeparabilityResult,
+                           Support, affine_lines, check_box, combine, query, sample_box)
+
+# An affine part's intercept is taken at x_j = 0 where 0 lies within this many range widths
+# of x_j's range (the law's own intercept, the simpler function: 1/sqrt(1 - u^2) rather than
+# (1 - a u)/sqrt(1 - u^2)); farther out the extrapolation would amplify the network's error,
+# and the intercept is taken at the range's centre.
+AFFINE_REACH = 2.0
+# Values of x_j the affine parts' lines are fitted through, per row.
+AFFINE_LINE_POINTS = 8
+# Rows whose points leave their line by more than this many times the median row's are left
+# out of the affine parts.
+LINE_OUTLIER = 3.0
 
 # Candidate reference points tried for a product's frozen group: the one with the largest
 # |f(ref) - c| wins, so that dividing by it stays well conditioned.
@@ -70,6 +82,9 @@ class Part:
     #: y holds the oracle's values (a slice at a reference point, which the data cannot
     #: give), not the data's own: it carries the oracle's error
     from_oracle: bool = True
+    #: the oracle's error on y, as a multiple of its error on one value (an affine part's
+    #: slope divides a difference of two values by the range's width)
+    error_gain: float = 1.0
 
     def names(self, names: Sequence[str]) -> list[str]:
         """Variable names for solving this part, from the original variables' names."""
@@ -89,6 +104,8 @@ class Decomposition:
     #: a homogeneous pair's (i, j, k, sign): the part is y / |x_j|^k, the whole |x_j|^k times
     #: it, written (sign * x_j)^k where x_j keeps one sign on the data (sign 0: it does not)
     degree: tuple[int, int, float, int] | None = None
+    #: an affine split's (j, a): f = g + (x_j - a) * h with parts g, h
+    affine: tuple[int, float] | None = None
 
 
 def _rows(X: np.ndarray | None, lo: np.ndarray, hi: np.ndarray, n: int,
@@ -232,13 +249,54 @@ def _pairs_part(oracle: Oracle, pairs: Sequence[PairVariable], lo, hi,
     return Decomposition(kind, (part,), degree=homogeneous)
 
 
+def affine_parts(oracle: Oracle, j: int, lo, hi, rng: np.random.Generator, *, X=None,
+                 n: int = 1000, support: Support | None = None) -> Decomposition:
+    """The intercept g and slope h of f = g(x_rest) + (x_j - a) * h(x_rest), two parts in the
+    other inputs: per row (of X, or n fresh points), the least-squares line through f at
+    `AFFINE_LINE_POINTS` values spanning x_j's range (only those inside `support` where
+    given); a = 0 where 0 is within `AFFINE_REACH` range widths, else the range's centre.
+    Rows without a line (too few points inside the support, or not finite) are left out."""
+    lo, hi = check_box(lo, hi)
+    if not 0 <= j < len(lo) or len(lo) < 2 or hi[j] <= lo[j]:
+        raise ValueError(f"an affine split needs an input that varies, of at least two; got "
+                         f"column {j} of {len(lo)}")
+    rows = _rows(X, lo, hi, n, rng)
+    width = hi[j] - lo[j]
+    near = lo[j] - AFFINE_REACH * width <= 0.0 <= hi[j] + AFFINE_REACH * width
+    a = 0.0 if near else float((lo[j] + hi[j]) / 2)
+    g, h, rms, span = affine_lines(oracle, rows, j, lo[j], hi[j], AFFINE_LINE_POINTS, support,
+                                   at=a)
+    ok = np.isfinite(g) & np.isfinite(h) & np.isfinite(rms)
+    if ok.any():
+        # a network's error has spikes (a spline stretch no row pinned down): the rows whose
+        # points stray from their line far more than the typical row's carry them; drop those
+        typical = float(np.median(rms[ok]))
+        scale = float(np.max(np.abs(g[ok]))) + float(np.max(np.abs(h[ok]))) * width
+        ok &= rms <= LINE_OUTLIER * typical + 1e-12 * scale
+    if ok.sum() < 2:
+        raise ValueError("too few rows have a line along x_j for an affine split")
+    rest = tuple(k for k in range(len(lo)) if k != j)
+    Xr = rows[ok][:, list(rest)]
+    # the network's error is smooth along x_j, so a line's ends carry it undiminished: the
+    # slope errs by about sqrt(2) errors per span of the points used, the intercept more the
+    # farther a lies (RMS over the rows)
+    mid, inv = (lo[j] + hi[j]) / 2, 1.0 / span[ok]
+    gains = (float(np.sqrt(1 + 4 * np.mean(((mid - a) * inv) ** 2))),
+             float(np.sqrt(2 * np.mean(inv ** 2))))
+    parts = tuple(Part(rest, Xr.copy(), c[ok], error_gain=gain) for c, gain in zip((g, h), gains))
+    return Decomposition(AFFINE, parts, affine=(j, a))
+
+
 def decompose(oracle: Oracle, result: SeparabilityResult | Sequence[SeparabilityResult], lo, hi,
-              rng: np.random.Generator, *, X=None, y=None, n: int = 1000) -> Decomposition:
+              rng: np.random.Generator, *, X=None, y=None, n: int = 1000,
+              support: Support | None = None) -> Decomposition:
     """The sub-problems of a (passed) test result, or of several disjoint pair results (a
-    sequence): `split_parts` or `pairs_part` (which keeps the data's y where given: see
-    `symmetry_part`)."""
+    sequence): `split_parts`, `affine_parts` or `pairs_part` (which keeps the data's y where given: see
+    `symmetry_part`); `support` keeps the affine lines to the data's region."""
     if not isinstance(result, SeparabilityResult):
         return pairs_part(oracle, result, lo, hi, rng, X=X, y=y, n=n)
+    if result.test == AFFINE:
+        return affine_parts(oracle, result.variable, lo, hi, rng, X=X, n=n, support=support)
     if result.split is not None:
         return split_parts(oracle, result.split, lo, hi, rng, test=result.test,
                            constant=result.constant, X=X, n=n)
@@ -268,6 +326,9 @@ def recombine(decomposition: Decomposition, exprs: Sequence[sympy.Expr],
     if len(exprs) != len(dec.parts):
         raise ValueError(f"{dec.test} has {len(dec.parts)} parts, got {len(exprs)} formulas")
     e = [_in_original_symbols(p, x, symbols) for p, x in zip(dec.parts, exprs)]
+    if dec.affine is not None:
+        j, a = dec.affine
+        return e[0] + (symbols[j] - sympy.nsimplify(a)) * e[1]
     if dec.degree is not None:
         i, j, k, sign = dec.degree
         base = sign * symbols[j] if sign else sympy.Abs(symbols[j])

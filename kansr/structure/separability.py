@@ -10,6 +10,7 @@ returning (N,) values. The tests query it on fresh points inside the data's boun
 - pair symmetries:     f depends on x_i, x_j only through x_i - x_j (``difference``),
                        x_i + x_j (``sum``), x_i * x_j (``product``) or x_i / x_j (``ratio``);
                        ``homogeneous``: f = x_j^k F(x_i / x_j) for a small rational k != 0.
+- ``affine``:          f(x) = g(x_rest) + x_j * h(x_rest)     (f is a line in one input)
 
 Every violation is expressed in units of f's spread (its standard deviation on the box), so it
 is comparable with the oracle's own error ``tol`` (validation RMSE / std(y)): a test passes
@@ -37,6 +38,10 @@ SPLIT_TESTS = ("additive", "multiplicative", "offset_product")
 PAIR_TESTS = ("difference", "sum", "product", "ratio", "homogeneous")
 #: f does not depend on one input at all (the data carry a column the law ignores).
 IRRELEVANT = "irrelevant"
+#: f is affine in one input, with intercept and slope functions of the others.
+AFFINE = "affine"
+#: Values of the input an affine test places along its range per sample point.
+AFFINE_POINTS = 5
 #: Kinds with their own moves; "homogeneous" reuses the ratio's (see `symmetry_tests`).
 MOVE_KINDS = ("difference", "sum", "product", "ratio")
 
@@ -50,7 +55,8 @@ TOL_FLOOR = 1e-6
 # are normalised so that one value's error counts once (1).
 NOISE_GAIN = {"additive": 2.0, "multiplicative": 1.0, "offset_product": 1.0,
               "difference": np.sqrt(2.0), "sum": np.sqrt(2.0), "product": np.sqrt(2.0),
-              "ratio": np.sqrt(2.0), "homogeneous": np.sqrt(2.0), IRRELEVANT: np.sqrt(2.0)}
+              "ratio": np.sqrt(2.0), "homogeneous": np.sqrt(2.0), IRRELEVANT: np.sqrt(2.0),
+              AFFINE: 1.0}
 # A network's error is not independent noise: it is larger near the box's corners (where the
 # mixed points of a test often land) and heavier tailed than Gaussian, hence a safety factor.
 # Measured on the tests' networks (relative RMSE 7e-4 to 7e-3): true structures score at most
@@ -61,9 +67,10 @@ SAFETY = 4.0
 # the network's values at a frozen reference point. Then the splits, simplest first; the
 # offset-product last: its fitted constant c lets a rank-one surface pass where the law is a
 # function of one combination (1/sqrt(1 - (v/c)^2) leaves 0.006 of its spread, within the
-# threshold of a network fitted to 5e-3).
+# threshold of a network fitted to 5e-3). Affine last: its two parts keep all the other
+# inputs each, and on a narrow range many smooth functions are nearly lines.
 PRIORITY = {"difference": 0, "sum": 0, "product": 0, "ratio": 0, "homogeneous": 1,
-            "additive": 1, "multiplicative": 2, "offset_product": 3}
+            "additive": 1, "multiplicative": 2, "offset_product": 3, AFFINE: 4}
 # Homogeneous pairs, f(x_i e^s, x_j e^s) = e^(k s) f(x), so f = x_j^k F(x_i / x_j): the degree
 # k is fitted, then snapped to a multiple of this step (laws have small rational degrees),
 # within this bound; k = 0 is the plain ratio symmetry.
@@ -103,7 +110,7 @@ class SeparabilityResult:
     constant: float | None = None
     #: the snapped degree k of a homogeneous pair (f = x_j^k F(x_i / x_j)), else None
     degree: float | None = None
-    #: the input an "irrelevant" result is about, else None
+    #: the input an "irrelevant" or "affine" result is about, else None
     variable: int | None = None
 
     @property
@@ -485,14 +492,128 @@ def relevance_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator
     return results
 
 
+#: A point is inside the data's support when its nearest data row is at most this many times
+#: the data's own typical spacing away (the `SUPPORT_QUANTILE` of each row's distance to its
+#: nearest other row, in box-scaled coordinates). Dimensionless groups fill a thin region of
+#: their box (v/c and c*t/x cannot both be large), and a network is wild off it.
+SUPPORT_FACTOR = 3.0
+SUPPORT_QUANTILE = 0.95
+
+
+class Support:
+    """Where the data are: `covered(Z)` says which points (N, d) lie within reach of a row.
+
+    Columns are scaled to [0, 1] on the data's box (logarithms first for `log_columns`, the
+    columns a network reads as logs, so that spacing is judged as the network sees it)."""
+
+    def __init__(self, X: np.ndarray, log_columns: np.ndarray | None = None):
+        from scipy.spatial import cKDTree
+
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or len(X) < 3:
+            raise ValueError(f"the support needs at least 3 rows (N, d), got shape {X.shape}")
+        self._log = (np.zeros(X.shape[1], dtype=bool) if log_columns is None
+                     else np.asarray(log_columns, dtype=bool))
+        Z = self._raw(X)
+        self._lo = Z.min(axis=0)
+        self._span = np.where(Z.max(axis=0) > self._lo, Z.max(axis=0) - self._lo, 1.0)
+        Z = (Z - self._lo) / self._span
+        self._tree = cKDTree(Z)
+        spacing, _ = self._tree.query(Z, k=2)
+        self.radius = SUPPORT_FACTOR * float(np.quantile(spacing[:, 1], SUPPORT_QUANTILE))
+
+    def _raw(self, X: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.where(self._log, np.log(np.where(self._log, X, 1.0)), X)
+
+    def covered(self, X: np.ndarray) -> np.ndarray:
+        """(N,) bool: the points within `radius` of a data row."""
+        Z = (self._raw(np.asarray(X, dtype=np.float64)) - self._lo) / self._span
+        ok = np.all(np.isfinite(Z), axis=1)
+        dist = np.full(len(Z), np.inf)
+        if ok.any():
+            dist[ok], _ = self._tree.query(Z[ok], k=1, distance_upper_bound=self.radius * 1.001)
+        return dist <= self.radius
+
+
+def affine_lines(oracle: Oracle, rows: np.ndarray, j: int, lo: float, hi: float, n_values: int,
+                 support: Support | None = None, at: float | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares lines through f(row with x_j = t) for `n_values` t spanning [lo, hi],
+    per row; with a `support`, only the points inside it count (a row needs 3). Returns
+    (intercept at x_j = `at` (default the middle), slope, line residual RMS, span of the
+    points used) per row, NaN where a row has too few points."""
+    t = np.linspace(lo, hi, n_values)
+    a = (lo + hi) / 2 if at is None else at
+    Z = np.repeat(rows, n_values, axis=0)
+    Z[:, j] = np.tile(t, len(rows))
+    F = query(oracle, Z).reshape(len(rows), n_values)
+    W = np.isfinite(F)
+    if support is not None:
+        W &= support.covered(Z).reshape(W.shape)
+    F = np.where(W, F, 0.0)
+    w, s = W.astype(np.float64), t - a
+    # weighted normal equations of [1, s] per row, solved in closed form
+    n, sx, sxx = w.sum(1), w @ s, w @ s ** 2
+    sy, sxy = (w * F).sum(1), (w * F) @ s
+    det = n * sxx - sx ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (n * sxy - sx * sy) / det
+        intercept = (sy - slope * sx) / n
+        resid = np.where(W, F - intercept[:, None] - slope[:, None] * s, 0.0)
+        rms = np.sqrt((resid ** 2).sum(1) / (n - 2))
+    bad = (n < 3) | ~(det > 0)
+    span = np.where(W, t, -np.inf).max(1) - np.where(W, t, np.inf).min(1)
+    return tuple(np.where(bad, np.nan, v) for v in (intercept, slope, rms, span))
+
+
+#: An affine test needs lines on at least this share of its rows (the rest left the support).
+MIN_AFFINE_ROWS = 0.25
+
+
+def affine_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
+                 n_points: int = 256, X: np.ndarray | None = None,
+                 support: Support | None = None) -> list[SeparabilityResult]:
+    """Is f a line in x_j, f = g(x_rest) + x_j * h(x_rest)? For each input, the least-squares
+    line through f at `AFFINE_POINTS` values spanning x_j's range (the other inputs fixed per
+    base point: rows of X where given, else points of the box), and the RMS of what it leaves
+    per f's spread (one value's error counts once). With a `support` only the points inside
+    it count. (x - u t)/sqrt(1 - u^2/c^2) is a line in t and in x, with no split or pair
+    symmetry."""
+    lo, hi = check_box(lo, hi)
+    d = len(lo)
+    if d < 2:
+        return []
+    if X is not None:
+        X = np.asarray(X, dtype=np.float64)
+        B = X[rng.permutation(len(X))[:n_points]]
+    else:
+        B = sample_box(lo, hi, n_points, rng)
+    spread = _spread(query(oracle, B))
+    results = []
+    for j in range(d):
+        if hi[j] <= lo[j]:
+            continue
+        _, _, rms, _ = affine_lines(oracle, B, j, lo[j], hi[j], AFFINE_POINTS, support)
+        ok = np.isfinite(rms)
+        score = (float(np.sqrt(np.mean(rms[ok] ** 2))) / spread
+                 if ok.mean() >= MIN_AFFINE_ROWS else float("inf"))
+        results.append(SeparabilityResult(AFFINE, score, _threshold(AFFINE, tol), variable=j))
+    return results
+
+
 def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
-                       n_pairs: int = 256, grid: int = 20) -> list[SeparabilityResult]:
-    """Run every split test and pair symmetry; return them ranked (`rank_results`).
+                       n_pairs: int = 256, grid: int = 20, X: np.ndarray | None = None,
+                       support: Support | None = None) -> list[SeparabilityResult]:
+    """Run every split test, pair symmetry and affine test; return them ranked
+    (`rank_results`).
     (`relevance_tests`, which drop a whole column, are the solver's step before these.)
 
     oracle: (N, d) -> (N,) in the user's units; lo, hi: (d,) data bounding box; tol: the
-    oracle's validation RMSE / std(y) (0 for an exact formula).
+    oracle's validation RMSE / std(y) (0 for an exact formula); X, support: the data's rows
+    and `Support`, which the affine tests keep to (see `affine_tests`).
     """
     results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
     results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
+    results += affine_tests(oracle, lo, hi, tol, rng, n_points=n_pairs, X=X, support=support)
     return rank_results(results)
