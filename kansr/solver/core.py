@@ -59,6 +59,8 @@ class Problem:
     #: of a split generated from a network: thresholds treat it as noise that is there even
     #: where a network fits these smooth values far better
     error_floor: float = 0.0
+    #: y is an output transform's z = T(y) of another problem: no second transform on it
+    transformed: bool = False
 
 
 @dataclass
@@ -192,8 +194,9 @@ def _transformed(problem: Problem, opts: SolverOptions, budget: Budget, seed: in
              best.score, identity)
     z = best.transform.forward(y)
     try:
-        sub = solve(Problem(X, z, symbols), opts, budget.slice(TRANSFORM_SHARE), seed,
-                    depth + 1)
+        floor = transformed_floor(best.transform, y, z, problem.error_floor)
+        sub = solve(Problem(X, z, symbols, floor, transformed=True), opts,
+                    budget.slice(TRANSFORM_SHARE), seed, depth + 1)
     except SearchInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - the untransformed search still answers
@@ -205,6 +208,21 @@ def _transformed(problem: Problem, opts: SolverOptions, budget: Budget, seed: in
     pick = select_best(sub.front, "auto", n_rows=len(z), noisy=sub.noise_floor > 0)["sympy"]
     return (refit_and_polish(best.transform.inverse(pick), symbols, X, y, budget),
             str(best.transform))
+
+
+def transformed_floor(transform, y: np.ndarray, z: np.ndarray, floor: float) -> float:
+    """A known error floor of y (relative MSE, e.g. a split part's network error) carried to
+    z = T(y): each value's error scaled by T'(y) (central differences), as a share of var(z)."""
+    if floor <= 0:
+        return 0.0
+    step = 1e-6 * (float(np.std(y)) or 1.0)
+    lo, hi = y - step, y + step
+    ok = transform.applies(lo) and transform.applies(hi)
+    slope = (transform.forward(hi) - transform.forward(lo)) / (2 * step) if ok else None
+    var_z = float(np.var(z))
+    if slope is None or not var_z > 0 or not np.all(np.isfinite(slope)):
+        return floor
+    return float(min(floor * float(np.var(y)) * float(np.mean(slope ** 2)) / var_z, 1e-2))
 
 
 #: Share of what is left that the first network's symbolic stage may use when the recursion
@@ -248,8 +266,8 @@ def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[Tr
     log.info("structure: the law ignores %s; solving in %s", [names[k] for k in drop],
              [names[k] for k in keep])
     sub = solve(Problem(problem.X[:, keep], problem.y, [problem.symbols[k] for k in keep],
-                        problem.error_floor), opts, budget.slice(IRRELEVANT_SHARE), seed,
-                depth + 1)
+                        problem.error_floor, problem.transformed), opts,
+                budget.slice(IRRELEVANT_SHARE), seed, depth + 1)
     tree = Split("irrelevant", names, 0.0, parts=[sub.decomposition],
                  part_variables=[[names[k] for k in keep]])
     found = list(sub.front["sympy"]) if not sub.front.empty else []
@@ -307,9 +325,10 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
                                interrupted=budget.interrupted, noise_floor=floor)
     transform = None
-    if depth == 0 and X.shape[1] >= 2 and opts.width is None:
+    if not problem.transformed and X.shape[1] >= 2 and opts.width is None:
         # A transform the cheap probe strongly favours is solved first, in half the budget:
-        # the networks on y itself would spend it fitting a look-alike.
+        # the networks on y itself would spend it fitting a look-alike. A split's part gets
+        # one too: sqrt(u^2 + (w - 1)^2) left by a difference symmetry is a sum after y^2.
         try:
             found, transform = _transformed(problem, opts, budget, seed, depth)
         except SearchInterrupted:

@@ -604,16 +604,20 @@ def affine_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *
 
 def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
                        n_pairs: int = 256, grid: int = 20, X: np.ndarray | None = None,
-                       support: Support | None = None) -> list[SeparabilityResult]:
+                       support: Support | None = None,
+                       affine_rng: np.random.Generator | None = None
+                       ) -> list[SeparabilityResult]:
     """Run every split test, pair symmetry and affine test; return them ranked
     (`rank_results`).
     (`relevance_tests`, which drop a whole column, are the solver's step before these.)
 
     oracle: (N, d) -> (N,) in the user's units; lo, hi: (d,) data bounding box; tol: the
     oracle's validation RMSE / std(y) (0 for an exact formula); X, support: the data's rows
-    and `Support`, which the affine tests keep to (see `affine_tests`).
+    and `Support`, which the affine tests keep to (see `affine_tests`); affine_rng: their own
+    generator (default rng), so that they leave the other tests' draws as they were.
     """
     results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
     results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
-    results += affine_tests(oracle, lo, hi, tol, rng, n_points=n_pairs, X=X, support=support)
+    results += affine_tests(oracle, lo, hi, tol, rng if affine_rng is None else affine_rng,
+                            n_points=n_pairs, X=X, support=support)
     return rank_results(results)
