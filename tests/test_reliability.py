@@ -475,3 +475,31 @@ def test_formula_undefined_between_the_rows_is_dropped_from_the_front():
     front = formula_front([trap, sympy.Abs(x - mid), x], [x], X, y)
     assert trap not in set(front["sympy"])  # ... but not the points between them
     assert sympy.Abs(x - mid) in set(front["sympy"])
+
+
+# name -> (variables, units, output units, ranges, law): laws whose dimensionless problem
+# needs a structure test and a sub-problem's own search, with units.
+UNIT_LAWS = {
+    # a line in alpha: intercept cos(w t) and slope cos(w t)^2 (the affine test)
+    "line_in_one_group": (["x1", "omega", "t", "alpha"], ["m", "1/s", "s", ""], "m",
+                          [(1, 3)] * 4,
+                          lambda x1, w, t, a: x1 * (sp.cos(w * t) + a * sp.cos(w * t) ** 2)),
+    # distance in a plane: a difference symmetry leaves sqrt(u^2 + (w - 1)^2), a sum of
+    # squares after the part's own output transform y^2
+    "distance_in_a_plane": (["x1", "x2", "y1", "y2"], ["m"] * 4, "m", [(1, 5)] * 4,
+                            lambda x1, x2, y1, y2: sp.sqrt((x2 - x1) ** 2 + (y2 - y1) ** 2)),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(UNIT_LAWS))
+def test_structured_law_with_units_is_found_exactly(name):
+    names, units, y_units, ranges, law = UNIT_LAWS[name]
+    syms = sp.symbols(names)
+    truth = law(*syms)
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(lo, hi, 3000) for lo, hi in ranges])
+    y = sp.lambdify(syms, truth, "numpy")(*X.T)
+    model = KANSR(random_state=0, max_time=60).fit(X, y, variable_names=names, units=units,
+                                                   y_units=y_units)
+    assert check(model.sympy(), truth, list(syms), ranges).recovered, model.sympy()
