@@ -291,8 +291,8 @@ def decompose(oracle: Oracle, result: SeparabilityResult | Sequence[Separability
               rng: np.random.Generator, *, X=None, y=None, n: int = 1000,
               support: Support | None = None) -> Decomposition:
     """The sub-problems of a (passed) test result, or of several disjoint pair results (a
-    sequence): `split_parts`, `affine_parts` or `pairs_part` (which keeps the data's y where given: see
-    `symmetry_part`); `support` keeps the affine lines to the data's region."""
+    sequence): `split_parts`, `affine_parts` or `pairs_part` (which keeps the data's y where
+    given: see `symmetry_part`); `support` keeps the affine lines to the data's region."""
     if not isinstance(result, SeparabilityResult):
         return pairs_part(oracle, result, lo, hi, rng, X=X, y=y, n=n)
     if result.test == AFFINE:
