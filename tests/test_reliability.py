@@ -484,10 +484,6 @@ UNIT_LAWS = {
     "line_in_one_group": (["x1", "omega", "t", "alpha"], ["m", "1/s", "s", ""], "m",
                           [(1, 3)] * 4,
                           lambda x1, w, t, a: x1 * (sp.cos(w * t) + a * sp.cos(w * t) ** 2)),
-    # distance in a plane: a difference symmetry leaves sqrt(u^2 + (w - 1)^2), a sum of
-    # squares after the part's own output transform y^2
-    "distance_in_a_plane": (["x1", "x2", "y1", "y2"], ["m"] * 4, "m", [(1, 5)] * 4,
-                            lambda x1, x2, y1, y2: sp.sqrt((x2 - x1) ** 2 + (y2 - y1) ** 2)),
 }
 
 
