@@ -123,3 +123,18 @@ def test_harmonic_sum_is_found_exactly_through_the_reciprocal_transform():
     a, b = sympy.symbols("a b")
     assert model.transform_ == "1/y"
     assert sympy.simplify(model.sympy() - a * b / (a + b)) == 0, model.sympy()
+
+
+@pytest.mark.parametrize("name", ["square", "reciprocal", "sqrt"])
+def test_a_known_error_floor_is_carried_through_the_transform(name):
+    from kansr.solver.core import transformed_floor
+
+    rng = np.random.default_rng(0)
+    y = rng.uniform(1, 3, 20000)
+    error = 1e-3 * y.std() * rng.standard_normal(len(y))  # a floor of 1e-6 of var(y)
+    t = OutputTransform(name)
+    z, z_err = t.forward(y), t.forward(y + error)
+    measured = float(np.mean((z_err - z) ** 2) / np.var(z))
+    carried = transformed_floor(t, y, z, 1e-6)
+    assert carried == pytest.approx(measured, rel=0.05)
+    assert transformed_floor(t, y, z, 0.0) == 0.0

@@ -24,12 +24,13 @@ from ..kan.init import additive_fit_error, product_fit_error
 from ..match.library import Library
 from .budget import TRAIN_SHARE, SYMBOLIC_SHARE, Budget, SearchInterrupted
 from ..compose.front import select_best
-from ..structure.transforms import applicable_transforms, probe_transforms
+from ..structure.transforms import OutputTransform, applicable_transforms, probe_transforms
 from .formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, ExactRule, \
     SymbolicSettings, direct_formulas, formula_front, near_exact, network_formulas, \
     one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
-from .recursion import MAX_DEPTH, Split, irrelevant_columns, separated_formulas
+from .recursion import MAX_DEPTH, MAX_PART_FLOOR, Split, irrelevant_columns, \
+    separated_formulas
 from .scaling import Scaling
 from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
     default_architectures, train_shape
@@ -210,9 +211,11 @@ def _transformed(problem: Problem, opts: SolverOptions, budget: Budget, seed: in
             str(best.transform))
 
 
-def transformed_floor(transform, y: np.ndarray, z: np.ndarray, floor: float) -> float:
+def transformed_floor(transform: OutputTransform, y: np.ndarray, z: np.ndarray,
+                      floor: float) -> float:
     """A known error floor of y (relative MSE, e.g. a split part's network error) carried to
-    z = T(y): each value's error scaled by T'(y) (central differences), as a share of var(z)."""
+    z = T(y): each value's error scaled by T'(y) (central differences), as a share of var(z),
+    capped like a part's floor (`recursion.MAX_PART_FLOOR`)."""
     if floor <= 0:
         return 0.0
     step = 1e-6 * (float(np.std(y)) or 1.0)
@@ -222,7 +225,8 @@ def transformed_floor(transform, y: np.ndarray, z: np.ndarray, floor: float) -> 
     var_z = float(np.var(z))
     if slope is None or not var_z > 0 or not np.all(np.isfinite(slope)):
         return floor
-    return float(min(floor * float(np.var(y)) * float(np.mean(slope ** 2)) / var_z, 1e-2))
+    return float(min(floor * float(np.var(y)) * float(np.mean(slope ** 2)) / var_z,
+                     MAX_PART_FLOOR))
 
 
 #: Share of what is left that the first network's symbolic stage may use when the recursion

@@ -2,7 +2,8 @@
 
 An oracle is any callable ``f(X) -> y`` taking (N, d) float arrays in the user's units and
 returning (N,) values. The tests query it on fresh points inside the data's bounding box
-``lo, hi`` (each (d,)) and measure how far f is from a structure:
+``lo, hi`` (each (d,)) and measure how far f is from a structure (the affine tests, given
+the data's rows and `Support`, start from rows and keep to where the data are):
 
 - ``additive``:        f(x_A, x_B) = g(x_A) + h(x_B)        (mixed difference)
 - ``multiplicative``:  f(x_A, x_B) = g(x_A) * h(x_B)        (ratio test, no division)
