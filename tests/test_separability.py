@@ -14,12 +14,13 @@ import torch
 
 from kansr.kan import KAN, fit
 from kansr.structure.decompose import (affine_parts, decompose, disjoint_pairs, pairs_part,
-                                      recombine, split_parts, symmetry_part)
+                                      recombine, shear_part, split_parts, symmetry_part)
 from kansr.structure.oracle import network_oracle
 from kansr.structure.separability import (SeparabilityResult, Support, affine_tests,
                                           all_splits, candidate_splits, interaction_matrix,
                                           offset_constant, pair_moves, relevance_tests,
-                                          separability_tests, split_tests, symmetry_tests)
+                                          separability_tests, shear_tests, split_tests,
+                                          symmetry_tests)
 
 
 
@@ -316,7 +317,9 @@ def test_affine_test_finds_the_input_a_law_is_a_line_in():
     support = Support(data)
     ranked = separability_tests(_lorentz, lo, hi, 1e-4, np.random.default_rng(0), X=data,
                                 support=support)
-    assert [(r.test, r.variable) for r in ranked if r.passed] == [("affine", 1)]
+    # (the shear, w -> u w, makes it a product: see the shear test below)
+    assert [(r.test, r.variable) for r in ranked if r.passed] == [("shear", None),
+                                                                   ("affine", 1)]
     # without the data's rows the box is sampled: the same verdicts
     plain = affine_tests(_lorentz, lo, hi, 1e-4, np.random.default_rng(0))
     assert [r.variable for r in plain if r.passed] == [1]
@@ -366,6 +369,44 @@ def test_affine_parts_are_intercept_and_slope_and_recombine_exactly():
     assert sympy.simplify(whole - (U + U ** 2 * W)) == 0
     with pytest.raises(ValueError, match="input that varies"):
         affine_parts(far, 1, [1, 100], [2, 100], np.random.default_rng(0))
+
+
+def test_shear_finds_the_power_that_makes_a_law_separate():
+    # (1 - u w)/sqrt(1 - u^2) = g(u) h(u w): no split in (u, w), a product in (u, u w)
+    data = _lorentz_data()
+    support = Support(data)
+    found = shear_tests(_lorentz, data, 1e-4, np.random.default_rng(0), support=support)
+    passed = [(r.pair, r.degree) for r in found if r.passed]
+    assert passed == [((0, 1), 1.0)]
+    # an additive law in (u, w / u^2) too, and with the inverse power
+    additive = shear_tests(lambda X: np.sin(X[:, 0]) + np.exp(-X[:, 1] / X[:, 0] ** 2), data,
+                           1e-4, np.random.default_rng(0), support=support)
+    assert [(r.pair, r.degree) for r in additive if r.passed] == [((0, 1), -2.0)]
+    # a law that already separates needs no shear; one that separates under none gets none
+    assert shear_tests(lambda X: X[:, 0] * np.exp(X[:, 1]), data, 1e-4,
+                       np.random.default_rng(0), support=support) == []
+    none = shear_tests(lambda X: np.sin(3 * X[:, 0] + X[:, 1]), data, 1e-4,
+                       np.random.default_rng(0), support=support)
+    assert none and not any(r.passed for r in none)
+
+
+def test_shear_part_is_the_data_in_new_coordinates_and_recombines_exactly():
+    data = _lorentz_data(500)
+    y = _lorentz(data)
+    dec = decompose(_lorentz, SeparabilityResult("shear", 0.0, 1.0, pair=(0, 1), degree=1.0),
+                    data.min(0), data.max(0), np.random.default_rng(0), X=data, y=y)
+    (part,) = dec.parts
+    assert not part.from_oracle and part.names(["u", "w"]) == ["u", "w_u_pow_1"]
+    np.testing.assert_allclose(part.X[:, 1], data[:, 0] * data[:, 1])
+    np.testing.assert_array_equal(part.y, y)
+    U, W, P = sympy.symbols("u w w_u_pow_1", positive=True)
+    whole = recombine(dec, [(1 - P) / sympy.sqrt(1 - U ** 2)], [U, W])
+    assert sympy.simplify(whole - (1 - U * W) / sympy.sqrt(1 - U ** 2)) == 0
+    with pytest.raises(ValueError, match="data's rows"):
+        decompose(_lorentz, SeparabilityResult("shear", 0.0, 1.0, pair=(0, 1), degree=1.0),
+                  data.min(0), data.max(0), np.random.default_rng(0))
+    with pytest.raises(ValueError, match="column 0 > 0"):
+        shear_part(SeparabilityResult("shear", 0.0, 1.0, pair=(0, 1), degree=1.0), -data, y)
 
 
 def test_a_homogeneous_pair_merges_with_a_ratio():

@@ -171,8 +171,11 @@ def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budg
 #: An output transform is tried when the probe finds the transformed target this many times
 #: more additive (unexplained variance of an additive fit) than y itself ...
 TRANSFORM_GAIN = 10.0
-#: ... in this share of what is left of the budget.
+#: ... in this share of what is left of the budget; the formula found, undone, is refitted
+#: on y in this share of what is left after that (a look-alike's many constants would take
+#: the whole budget's polishing time from the search on y itself).
 TRANSFORM_SHARE = 0.5
+TRANSFORM_REFIT_SHARE = 0.1
 
 
 def _transformed(problem: Problem, opts: SolverOptions, budget: Budget, seed: int,
@@ -207,7 +210,8 @@ def _transformed(problem: Problem, opts: SolverOptions, budget: Budget, seed: in
     if sub.front.empty:
         return [], str(best.transform)
     pick = select_best(sub.front, "auto", n_rows=len(z), noisy=sub.noise_floor > 0)["sympy"]
-    return (refit_and_polish(best.transform.inverse(pick), symbols, X, y, budget),
+    return (refit_and_polish(best.transform.inverse(pick), symbols, X, y,
+                             budget.slice(TRANSFORM_REFIT_SHARE)),
             str(best.transform))
 
 
@@ -346,6 +350,10 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
                                interrupted=budget.interrupted, noise_floor=sub_noisy,
                                transform=transform)
+        if transform is not None:
+            # the search on y itself: what the transform left, in its usual shares (its
+            # stages' deadlines are shares of the budget, most of them past by now)
+            budget = budget.slice(1.0)
     networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng, noise_rel)
     best_val = min((n.val_mse for n in networks), default=math.inf)
     floor = max(noise_floor(noise_rel, best_val), problem.error_floor)
@@ -384,7 +392,11 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             exprs_split, tree = [], None
         result.decomposition = tree or result.decomposition  # keep an earlier drop's tree
         exprs += exprs_split
-        if near_exact(exprs_split, symbols, X, y, tol) or budget.interrupted:
+        if near_exact(exprs_split, symbols, X, y, tol) or budget.interrupted \
+                or problem.transformed:
+            # (a transform is tried for the simple law it promises; where its target needs
+            # a mixed network that no structure splits, reading that network is what the
+            # search on y itself does too, with the time this one would take from it)
             networks_to_read: list[TrainedNetwork] = []
         else:
             networks_to_read = networks
@@ -434,6 +446,13 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                "or sqrt left its domain)")
         if failures:
             why += " (" + "; ".join(failures) + ")"
+        if problem.transformed:
+            # the caller's search on y itself answers; a direct fit of T(y) would only take
+            # its time
+            log.info("%s under the output transform", why)
+            result.last_resort = why
+            result.interrupted = budget.interrupted
+            return result
         log.warning("%s: fitting the data directly", why)
         engine = None if budget.interrupted else opts.engine
         result.front = formula_front(direct_formulas(X, y, symbols, engine), symbols, X, y)

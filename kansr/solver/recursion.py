@@ -1,6 +1,6 @@
 """Recursive separation: the trained network as an oracle for structure tests (additive,
-multiplicative, offset-product splits; difference/sum/product/ratio pair symmetries; lines in
-one input); when
+multiplicative, offset-product splits; difference/sum/product/ratio pair symmetries; shears;
+lines in one input); when
 one passes, each part is solved by `solve` itself on data generated from the network, in a
 share of the budget, and the parts recombined into one formula refitted on the data."""
 
@@ -138,7 +138,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     # the affine tests draw from their own stream: the parts of the other structures are
     # generated from `rng` as they were before those tests existed
     ranked = separability_tests(oracle, lo, hi, tol, rng, X=X, support=support,
-                                affine_rng=np.random.default_rng([seed, 1]))
+                                affine_rng=np.random.default_rng([seed, 1]),
+                                shear_rng=np.random.default_rng([seed, 2]))
     passed = [r for r in ranked if r.passed]
     log.debug("structure: passed %s; closest failed %s",
               [(r.test, r.pair or r.split or r.variable, round(r.margin, 3)) for r in passed],

@@ -9,6 +9,7 @@ with the same pipeline; `recombine` puts the constants back exactly:
     offset_product  f = c + (g - c) * (h - c) / (f(ref) - c)
     pair symmetry   f(x) = F(rest, u) with u = combine(kind, x_i, x_j) substituted back
     affine          f = g + (x_j - a) * h, g and h the intercept at x_j = a and the slope
+    shear           f(x) = F(x with x_j -> x_j * x_i^k), F solved on the data's own rows
 
     >>> f = lambda X: X[:, 0] * X[:, 1] + np.sin(X[:, 2])
     >>> res = SeparabilityResult("additive", 0.0, 1e-6, split=((0, 1), (2,)))
@@ -27,8 +28,9 @@ from typing import Sequence
 import numpy as np
 import sympy
 
-from .separability import (AFFINE, PAIR_TESTS, SPLIT_TESTS, Oracle, SeparabilityResult,
-                           Support, affine_lines, check_box, combine, query, sample_box)
+from .separability import (AFFINE, PAIR_TESTS, SHEAR, SPLIT_TESTS, Oracle,
+                           SeparabilityResult, Support, affine_lines, check_box, combine, query,
+                           sample_box)
 
 # An affine part's intercept is taken at x_j = 0 where 0 lies within this many range widths
 # of x_j's range (the law's own intercept, the simpler function: 1/sqrt(1 - u^2) rather than
@@ -68,7 +70,31 @@ class PairVariable:
         return combine(self.kind, symbols[self.i], symbols[self.j])
 
 
-Column = int | PairVariable
+@dataclass(frozen=True)
+class PowerVariable:
+    """A shear's new input x_j * x_i^k (x_i > 0 on the data)."""
+
+    i: int
+    j: int
+    k: float
+
+    def name(self, names: Sequence[str]) -> str:
+        """A symbol name for the new column, e.g. 'x1_x0_pow_m1' for x1 / x0."""
+        k = sympy.nsimplify(self.k)
+        power = str(k).replace("-", "m").replace("/", "_")
+        return f"{names[self.j]}_{names[self.i]}_pow_{power}"
+
+    def values(self, X: np.ndarray) -> np.ndarray:
+        """(N,) values of x_j * x_i^k on the original rows X (N, d)."""
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return X[:, self.j] * X[:, self.i] ** self.k
+
+    def expr(self, symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
+        """x_j * x_i^k in the original symbols."""
+        return symbols[self.j] * symbols[self.i] ** sympy.nsimplify(self.k)
+
+
+Column = int | PairVariable | PowerVariable
 
 
 @dataclass(frozen=True)
@@ -287,14 +313,39 @@ def affine_parts(oracle: Oracle, j: int, lo, hi, rng: np.random.Generator, *, X=
     return Decomposition(AFFINE, parts, affine=(j, a))
 
 
+def shear_part(result: SeparabilityResult, X: np.ndarray, y: np.ndarray) -> Decomposition:
+    """The one part of a passed shear test: the data's own rows X (N, d), y (N,) with x_j
+    replaced by x_j * x_i^k (same column order), so no oracle error enters it."""
+    if result.test != SHEAR or result.pair is None or result.degree is None:
+        raise ValueError(f"shear_part needs a shear result with a pair and a power, got {result}")
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or y.shape != (len(X),):
+        raise ValueError(f"a shear part needs the data's rows X (N, d) and y (N,), got shapes "
+                         f"{X.shape} and {y.shape}")
+    i, j = result.pair
+    if not np.all(X[:, i] > 0):
+        raise ValueError(f"a shear needs column {i} > 0 on every row")
+    new = PowerVariable(i, j, float(result.degree))
+    columns = tuple(new if c == j else c for c in range(X.shape[1]))
+    Xn = X.copy()
+    Xn[:, j] = new.values(X)
+    return Decomposition(SHEAR, (Part(columns, Xn, y.copy(), from_oracle=False),))
+
+
 def decompose(oracle: Oracle, result: SeparabilityResult | Sequence[SeparabilityResult], lo, hi,
               rng: np.random.Generator, *, X=None, y=None, n: int = 1000,
               support: Support | None = None) -> Decomposition:
     """The sub-problems of a (passed) test result, or of several disjoint pair results (a
-    sequence): `split_parts`, `affine_parts` or `pairs_part` (which keeps the data's y where
-    given: see `symmetry_part`); `support` keeps the affine lines to the data's region."""
+    sequence): `split_parts`, `affine_parts`, `shear_part` (the data's rows X, y) or
+    `pairs_part` (which keeps the data's y where given: see `symmetry_part`); `support` keeps
+    the affine lines to the data's region."""
     if not isinstance(result, SeparabilityResult):
         return pairs_part(oracle, result, lo, hi, rng, X=X, y=y, n=n)
+    if result.test == SHEAR:
+        if X is None or y is None:
+            raise ValueError("a shear part is solved on the data's rows: pass X and y")
+        return shear_part(result, X, y)
     if result.test == AFFINE:
         return affine_parts(oracle, result.variable, lo, hi, rng, X=X, n=n, support=support)
     if result.split is not None:
@@ -333,7 +384,7 @@ def recombine(decomposition: Decomposition, exprs: Sequence[sympy.Expr],
         i, j, k, sign = dec.degree
         base = sign * symbols[j] if sign else sympy.Abs(symbols[j])
         return base ** sympy.nsimplify(k) * e[0]
-    if all(kind in PAIR_TESTS for kind in dec.test.split("+")):
+    if dec.test == SHEAR or all(kind in PAIR_TESTS for kind in dec.test.split("+")):
         return e[0]
     f_ref, c = sympy.Float(dec.f_ref), sympy.Float(dec.constant)
     if dec.test == "additive":

@@ -12,6 +12,9 @@ the data's rows and `Support`, start from rows and keep to where the data are):
                        x_i + x_j (``sum``), x_i * x_j (``product``) or x_i / x_j (``ratio``);
                        ``homogeneous``: f = x_j^k F(x_i / x_j) for a small rational k != 0.
 - ``affine``:          f(x) = g(x_rest) + x_j * h(x_rest)     (f is a line in one input)
+- ``shear``:           f separates (additively or multiplicatively) between x_i and
+                       x_j * x_i^k for a small rational k != 0, where x_i and x_j
+                       themselves do not: (1 - a b)/sqrt(1 - a^2) is g(a) h(a b)
 
 Every violation is expressed in units of f's spread (its standard deviation on the box), so it
 is comparable with the oracle's own error ``tol`` (validation RMSE / std(y)): a test passes
@@ -41,6 +44,14 @@ PAIR_TESTS = ("difference", "sum", "product", "ratio", "homogeneous")
 IRRELEVANT = "irrelevant"
 #: f is affine in one input, with intercept and slope functions of the others.
 AFFINE = "affine"
+#: f separates between x_i and x_j * x_i^k (k != 0), not between x_i and x_j.
+SHEAR = "shear"
+#: The powers k a shear test tries (dimensionless groups differ by such powers of each other:
+#: u t/x = (u/c) (c t/x)).
+SHEAR_POWERS = (1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
+#: A shear test's steps, as shares of each input's log-range: small enough that the four
+#: points around a data row stay where the data are.
+SHEAR_STEP = 0.05
 #: Values of the input an affine test places along its range per sample point.
 AFFINE_POINTS = 5
 #: Kinds with their own moves; "homogeneous" reuses the ratio's (see `symmetry_tests`).
@@ -57,7 +68,7 @@ TOL_FLOOR = 1e-6
 NOISE_GAIN = {"additive": 2.0, "multiplicative": 1.0, "offset_product": 1.0,
               "difference": np.sqrt(2.0), "sum": np.sqrt(2.0), "product": np.sqrt(2.0),
               "ratio": np.sqrt(2.0), "homogeneous": np.sqrt(2.0), IRRELEVANT: np.sqrt(2.0),
-              AFFINE: 1.0}
+              AFFINE: 1.0, SHEAR: 1.0}
 # A network's error is not independent noise: it is larger near the box's corners (where the
 # mixed points of a test often land) and heavier tailed than Gaussian, hence a safety factor.
 # Measured on the tests' networks (relative RMSE 7e-4 to 7e-3): true structures score at most
@@ -68,10 +79,11 @@ SAFETY = 4.0
 # the network's values at a frozen reference point. Then the splits, simplest first; the
 # offset-product last: its fitted constant c lets a rank-one surface pass where the law is a
 # function of one combination (1/sqrt(1 - (v/c)^2) leaves 0.006 of its spread, within the
-# threshold of a network fitted to 5e-3). Affine last: its two parts keep all the other
-# inputs each, and on a narrow range many smooth functions are nearly lines.
+# threshold of a network fitted to 5e-3). Then a shear (its part is the whole problem again,
+# in other coordinates, solved from the data's rows). Affine last: its two parts keep all the
+# other inputs each, and on a narrow range many smooth functions are nearly lines.
 PRIORITY = {"difference": 0, "sum": 0, "product": 0, "ratio": 0, "homogeneous": 1,
-            "additive": 1, "multiplicative": 2, "offset_product": 3, AFFINE: 4}
+            "additive": 1, "multiplicative": 2, "offset_product": 3, SHEAR: 4, AFFINE: 5}
 # Homogeneous pairs, f(x_i e^s, x_j e^s) = e^(k s) f(x), so f = x_j^k F(x_i / x_j): the degree
 # k is fitted, then snapped to a multiple of this step (laws have small rational degrees),
 # within this bound; k = 0 is the plain ratio symmetry.
@@ -109,7 +121,8 @@ class SeparabilityResult:
     split: Split | None = None
     pair: tuple[int, int] | None = None
     constant: float | None = None
-    #: the snapped degree k of a homogeneous pair (f = x_j^k F(x_i / x_j)), else None
+    #: the snapped degree k of a homogeneous pair (f = x_j^k F(x_i / x_j)), or a shear's
+    #: power k (x_j becomes x_j * x_i^k), else None
     degree: float | None = None
     #: the input an "irrelevant" or "affine" result is about, else None
     variable: int | None = None
@@ -603,10 +616,84 @@ def affine_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *
     return results
 
 
+#: A shear test needs all four points inside the support on at least this share of its rows.
+MIN_SHEAR_ROWS = 0.25
+
+
+def _four_points(B: np.ndarray, i: int, j: int, hi_: float, hj: float, k: float
+                 ) -> list[np.ndarray]:
+    """The corners (++, +-, -+, --) around each row of B in the coordinates
+    (log x_i, log|x_j| + k log x_i), steps hi_ and hj."""
+    corners = []
+    for si in (1.0, -1.0):
+        for sj in (1.0, -1.0):
+            Z = B.copy()
+            Z[:, i] = B[:, i] * np.exp(si * hi_)
+            Z[:, j] = B[:, j] * np.exp(sj * hj - k * si * hi_)
+            corners.append(Z)
+    return corners
+
+
+def _shear_score(oracle: Oracle, B: np.ndarray, i: int, j: int, hi_: float, hj: float,
+                 k: float, spread: float, support: Support | None) -> float:
+    """The smaller of the additive and the multiplicative mixed difference over the four
+    corners (`_four_points`), RMS per f's spread, one value's error counting once; inf when
+    too few rows keep their corners inside the support."""
+    corners = _four_points(B, i, j, hi_, hj, k)
+    ok = np.ones(len(B), dtype=bool)
+    if support is not None:
+        for Z in corners:
+            ok &= support.covered(Z)
+    if ok.mean() < MIN_SHEAR_ROWS:
+        return float("inf")
+    pp, pm, mp, mm = (query(oracle, Z[ok]) for Z in corners)
+    additive = (pp + mm - pm - mp) / 2.0
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        scale = np.sqrt((pp ** 2 + pm ** 2 + mp ** 2 + mm ** 2) / 4.0)
+        multiplicative = (pp * mm - pm * mp) / (2.0 * scale)
+    return min(_rms(additive / spread), _rms(multiplicative / spread))
+
+
+def shear_tests(oracle: Oracle, X: np.ndarray, tol: float, rng: np.random.Generator, *,
+                n_points: int = 256, support: Support | None = None
+                ) -> list[SeparabilityResult]:
+    """Does f separate between x_i and x_j * x_i^k, for a k in `SHEAR_POWERS`, where it does
+    not between x_i and x_j (k = 0)? Around data rows (x_i > 0, x_j of one sign), the mixed
+    difference of f over four corners `SHEAR_STEP` of each log-range apart in the coordinates
+    (log x_i, log|x_j| + k log x_i): zero, up to the oracle's error, exactly when f is
+    g(x_i) + h(x_j x_i^k) or g(x_i) h(x_j x_i^k) there. The best k per ordered pair is
+    reported when k = 0 fails. A choice of dimensionless groups that hides a product: in
+    (u/c, c t/x) the law (1 - u t/x)/sqrt(1 - u^2/c^2) separates once c t/x becomes u t/x."""
+    X = np.asarray(X, dtype=np.float64)
+    d = X.shape[1]
+    if d < 2 or len(X) < 3:
+        return []
+    B = X[rng.permutation(len(X))[:n_points]]
+    spread = _spread(query(oracle, B))
+    threshold = _threshold(SHEAR, tol)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        positive = np.all(X > 0, axis=0)
+        one_sign = positive | np.all(X < 0, axis=0)
+        log_range = np.log(np.abs(X).max(axis=0) / np.abs(X).min(axis=0))
+    results = []
+    for i, j in itertools.permutations(range(d), 2):
+        if not (positive[i] and one_sign[j] and log_range[i] > 0 and log_range[j] > 0):
+            continue
+        hi_, hj = SHEAR_STEP * log_range[i], SHEAR_STEP * log_range[j]
+        if _shear_score(oracle, B, i, j, hi_, hj, 0.0, spread, support) <= threshold:
+            continue  # the plain split test's case
+        score, k = min((_shear_score(oracle, B, i, j, hi_, hj, k, spread, support), k)
+                       for k in SHEAR_POWERS)
+        if np.isfinite(score):
+            results.append(SeparabilityResult(SHEAR, score, threshold, pair=(i, j), degree=k))
+    return results
+
+
 def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
                        n_pairs: int = 256, grid: int = 20, X: np.ndarray | None = None,
                        support: Support | None = None,
-                       affine_rng: np.random.Generator | None = None
+                       affine_rng: np.random.Generator | None = None,
+                       shear_rng: np.random.Generator | None = None
                        ) -> list[SeparabilityResult]:
     """Run every split test, pair symmetry and affine test; return them ranked
     (`rank_results`).
@@ -614,11 +701,15 @@ def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Genera
 
     oracle: (N, d) -> (N,) in the user's units; lo, hi: (d,) data bounding box; tol: the
     oracle's validation RMSE / std(y) (0 for an exact formula); X, support: the data's rows
-    and `Support`, which the affine tests keep to (see `affine_tests`); affine_rng: their own
-    generator (default rng), so that they leave the other tests' draws as they were.
+    and `Support`, which the affine tests keep to (see `affine_tests`), and the shear tests
+    need (`shear_tests`, run only where X is given); affine_rng, shear_rng: their own
+    generators (default rng), so that they leave the other tests' draws as they were.
     """
     results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
     results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
     results += affine_tests(oracle, lo, hi, tol, rng if affine_rng is None else affine_rng,
                             n_points=n_pairs, X=X, support=support)
+    if X is not None:
+        results += shear_tests(oracle, X, tol, rng if shear_rng is None else shear_rng,
+                               n_points=n_pairs, support=support)
     return rank_results(results)
