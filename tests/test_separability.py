@@ -390,6 +390,25 @@ def test_shear_finds_the_power_that_makes_a_law_separate():
     assert none and not any(r.passed for r in none)
 
 
+def test_shear_is_found_on_a_network_trained_on_the_data():
+    data = _lorentz_data()
+    y = _lorentz(data)
+    logs = np.log(data)  # the network reads the positive, wide-ranging groups as logs
+    lo, hi = logs.min(0), logs.max(0)
+    xc, xs, yc, ys = (hi + lo) / 2, (hi - lo) / 2, y.mean(), y.std()
+    torch.set_num_threads(1)
+    # the solver's mixed shape (a sum node and a product node)
+    model = KAN([2, (2, 1), 1], grid=10, seed=0, dtype="float64")
+    fit(model, torch.tensor((logs[:2500] - xc) / xs), torch.tensor((y[:2500, None] - yc) / ys),
+        steps=200, progress=False)
+    in_logs = network_oracle(model, xc, xs, yc, ys)
+    oracle = lambda X: in_logs(np.log(X))  # noqa: E731
+    tol = float(np.sqrt(np.mean((oracle(data[2500:]) - y[2500:]) ** 2)) / y.std())
+    assert tol < 0.02
+    found = shear_tests(oracle, data, tol, np.random.default_rng(0), support=Support(data))
+    assert [(r.pair, r.degree) for r in found if r.passed] == [((0, 1), 1.0)]
+
+
 def test_shear_part_is_the_data_in_new_coordinates_and_recombines_exactly():
     data = _lorentz_data(500)
     y = _lorentz(data)
