@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import sympy
 import torch
 
 from kansr.kan import (KAN, attribution, fit, init_separable_product, normalize_width, plot,
@@ -460,6 +461,20 @@ def test_als_start_fits_a_separable_product_with_a_sign_change():
     rel = init_separable_product(model, X, y)
     assert rel < 1e-5  # only the G=5 splines' approximation error is left
     assert _mse(model, X, y) / float(y.var()) == pytest.approx(rel, rel=1e-6)
+
+
+@pytest.mark.parametrize("law", ["x0*(1 - x1)", "(1 - x0)*(1 - x1)", "(2 - x1)/sqrt(1 - x0**2)",
+                                 "exp(-x0)*sin(3*x1)"])
+def test_als_start_fits_products_with_falling_factors(law):
+    # a factor that falls where the start's rises left ALS stuck at 1e-2 (a(1 - b): 0.085)
+    from kansr.kan.init import product_fit_error
+
+    gen = torch.Generator().manual_seed(0)
+    U = torch.rand(1000, 2, generator=gen, dtype=torch.float64)
+    x0, x1 = 0.1 + 0.57 * U[:, 0], 0.1 + 0.7 * U[:, 1]
+    y = sympy.lambdify(sympy.symbols("x0 x1"), sympy.sympify(law), "math")
+    y = torch.tensor([y(a, b) for a, b in zip(x0.tolist(), x1.tolist())], dtype=torch.float64)
+    assert product_fit_error(U * 2 - 1, (y - y.mean()) / y.std()) < 1e-7
 
 
 def test_structure_probes_tell_sums_from_products(square_inputs):

@@ -150,8 +150,8 @@ def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budg
             break
         if net is None:
             continue
-        log.info("architecture %s -> %s, validation rel. MSE %.3g", arch.name, net.model,
-                 net.val_mse)
+        log.info("architecture %s -> %s, validation rel. MSE %.3g%s", arch.name, net.model,
+                 net.val_mse, f" ({'; '.join(net.notes)})" if net.notes else "")
         trained.append(net)
         if net.interrupted:
             budget.interrupt()
