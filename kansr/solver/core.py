@@ -239,8 +239,8 @@ FIRST_SYMBOLIC_SHARE = 0.5
 
 
 def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
-           scaling: Scaling, budget: Budget, seed: int, depth: int, exact: ExactRule
-           ) -> tuple[list, object]:
+           scaling: Scaling, budget: Budget, seed: int, depth: int, exact: ExactRule,
+           pairs_only: bool = False) -> tuple[list, object]:
     """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
     def solve_part(X, y, symbols, part_budget, error_floor=0.0):
         return solve(Problem(X, y, symbols, error_floor), opts, part_budget, seed, depth + 1)
@@ -248,7 +248,7 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
     oracle_net = min(networks, key=lambda n: n.val_mse)
     try:
         return separated_formulas(problem.X, problem.y, problem.symbols, oracle_net, scaling,
-                                  solve_part, budget, seed, exact)
+                                  solve_part, budget, seed, exact, pairs_only)
     except SearchInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
@@ -402,6 +402,21 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             networks_to_read = networks
     else:
         networks_to_read = networks
+        if can_split and X.shape[1] == 2:
+            # Two inputs that act through one combination (x*y, x/y, x - y): the one-variable
+            # problem is matched directly in a second, where reading a one-node network's
+            # outer edge (3u/(3 - u) of u = x*y) can take half the budget.
+            try:
+                found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
+                                     tol, pairs_only=True)
+            except SearchInterrupted:
+                budget.interrupt()
+                found, tree = [], None
+            exprs += found
+            if tree is not None:
+                result.decomposition = tree
+            if near_exact(found, symbols, X, y, tol) or budget.interrupted:
+                networks_to_read = []
     for k, net in enumerate(networks_to_read):
         if k and (budget.expired(SYMBOLIC_SHARE)
                   or net.val_mse > FAR_WORSE_RATIO * best_val + 1e-10):

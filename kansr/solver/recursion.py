@@ -16,7 +16,7 @@ import torch
 
 from ..compose.front import select_best
 from ..structure.decompose import decompose, disjoint_pairs, recombine
-from ..structure.separability import Support, relevance_tests, separability_tests
+from ..structure.separability import PAIR_TESTS, Support, relevance_tests, separability_tests
 from .budget import Budget
 from .formulas import ExactRule, near_exact, refit_and_polish
 from .scaling import Scaling
@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 MAX_DEPTH = 3
 #: Share of what is left of the budget the parts of one split get together.
 PARTS_SHARE = 0.6
+#: ... and the one part of a pair symmetry tried before a one-node network is read.
+PAIR_ONLY_SHARE = 0.25
 #: Rows of the data the parts are generated on (the oracle's values there).
 PART_ROWS = 2000
 #: Passed structures tried in turn while none gives the law (a wrong first pick, e.g. a
@@ -118,7 +120,8 @@ def irrelevant_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, see
 
 def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                        net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
-                       budget: Budget, seed: int, exact: ExactRule = ExactRule()
+                       budget: Budget, seed: int, exact: ExactRule = ExactRule(),
+                       pairs_only: bool = False
                        ) -> tuple[list[sympy.Expr], Split | None]:
     """Formulas from splitting the problem along the structures the network passes.
 
@@ -126,7 +129,9 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     solver itself, one level deeper); error_floor is the network's error as a share of the
     part's variance, so that the part's search stops where the network cannot tell better.
     The passed tests are tried in rank order (at most `MAX_STRUCTURES`) until one gives a
-    formula that meets `exact` on X, y. Returns the recombined formulas
+    formula that meets `exact` on X, y. `pairs_only`: only the first passed pair symmetry,
+    its part in `PAIR_ONLY_SHARE` of the budget (a quick look before reading a network).
+    Returns the recombined formulas
     (refitted on X, y) and the tree of the first structure that gave the law, else of the
     first tried.
     """
@@ -152,13 +157,16 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     # sum of three inputs in one step); the top pair alone is the fallback.
     merged = disjoint_pairs(passed)
     candidates = ([merged] if len(merged) > 1 else []) + passed
+    share = PARTS_SHARE
+    if pairs_only:
+        candidates, share = [r for r in passed if r.test in PAIR_TESTS][:1], PAIR_ONLY_SHARE
     exprs: list[sympy.Expr] = []
     first: Split | None = None
     for n_tried, result in enumerate(candidates[:MAX_STRUCTURES]):
         if n_tried and (budget.expired(RETRY_BEFORE) or budget.interrupted):
             break
         found, tree = _solve_structure(X, y, symbols, net, result, oracle, lo, hi, rng,
-                                       solve_part, budget, support)
+                                       solve_part, budget, support, share)
         exprs += found
         first = first or tree
         if found and near_exact(found, symbols, X, y, exact):
@@ -168,7 +176,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
 
 def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
                      rng: np.random.Generator, solve_part: Callable, budget: Budget,
-                     support: Support | None = None) -> tuple[list[sympy.Expr], Split]:
+                     support: Support | None = None, share: float = PARTS_SHARE
+                     ) -> tuple[list[sympy.Expr], Split]:
     """The parts of one passed test (or of several disjoint pair symmetries together), each
     solved in its share of the budget, recombined and refitted on X, y."""
     names = [s.name for s in symbols]
@@ -179,7 +188,7 @@ def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
              names, [p.names(names) for p in dec.parts])
     tree = Split(dec.test, names, margin,
                  part_variables=[p.names(names) for p in dec.parts])
-    parts_budget = budget.slice(PARTS_SHARE)
+    parts_budget = budget.slice(share)
     part_exprs = []
     for k, part in enumerate(dec.parts):
         part_syms = [sympy.Symbol(n) for n in part.names(names)]
