@@ -429,6 +429,19 @@ def test_normal_density_with_units_is_found_exactly():
     assert model.decomposition_.test == "homogeneous"
 
 
+def test_two_inputs_through_their_product_give_a_one_variable_problem():
+    # a function of a*b alone: a one-node network fits it, but its outer edge 3u/(3 - u)
+    # is slow to read; the product symmetry leaves a one-variable problem matched directly
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.1, 1, (1000, 2))
+    u = X[:, 0] * X[:, 1]
+    model = KANSR(random_state=0, max_time=30).fit(X, 3 * u / (3 - u),
+                                                   variable_names=["a", "b"])
+    a, b = sp.symbols("a b")
+    assert sp.simplify(model.sympy() - 3 * a * b / (3 - a * b)) == 0, model.sympy()
+    assert model.decomposition_.test == "product"
+
+
 def test_units_that_contradict_the_data_are_dropped_with_a_warning():
     # a wrong exponent (epsilon's units inverted) makes the units fix a law the data refute
     rng = np.random.default_rng(0)
