@@ -32,8 +32,8 @@ from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_n
 from .recursion import MAX_DEPTH, MAX_PART_FLOOR, Split, irrelevant_columns, \
     separated_formulas
 from .scaling import Scaling
-from .shapes import SCREEN_ROWS, Architecture, TrainedNetwork, TrainSettings, \
-    default_architectures, train_shape
+from .shapes import PRODUCT_LINE_GRID, PRODUCT_LINE_REL_MSE, SCREEN_ROWS, Architecture, \
+    TrainedNetwork, TrainSettings, default_architectures, train_shape
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +256,19 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
         return [], None
 
 
+#: A sum or product probe within this factor of the noise (relative MSE) counts as a fit.
+PLAIN_NOISE_FACTOR = 3.0
+
+
+def _plain_one_node(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float) -> bool:
+    """y is a sum, or a product up to a line, of one-variable functions (spline fits on the
+    screening rows within `PRODUCT_LINE_REL_MSE`, or within the noise)."""
+    X, y = Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS]
+    return min(additive_fit_error(X, y, grid=PRODUCT_LINE_GRID),
+               product_fit_error(X, y, grid=PRODUCT_LINE_GRID)) \
+        <= max(PRODUCT_LINE_REL_MSE, PLAIN_NOISE_FACTOR * noise_rel)
+
+
 #: Share of what is left that the problem without the columns the law ignores gets.
 IRRELEVANT_SHARE = 0.8
 
@@ -402,10 +415,11 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             networks_to_read = networks
     else:
         networks_to_read = networks
-        if can_split and X.shape[1] == 2:
+        if can_split and X.shape[1] == 2 and not _plain_one_node(Xt, yt, noise_rel):
             # Two inputs that act through one combination (x*y, x/y, x - y): the one-variable
             # problem is matched directly in a second, where reading a one-node network's
-            # outer edge (3u/(3 - u) of u = x*y) can take half the budget.
+            # outer edge (3u/(3 - u) of u = x*y) can take half the budget. (A plain sum or
+            # product of one-variable functions reads fast, and gives the network's graph.)
             try:
                 found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
                                      tol, pairs_only=True)
