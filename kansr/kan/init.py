@@ -90,9 +90,8 @@ def _als(basis: torch.Tensor, yd: torch.Tensor, coef: torch.Tensor, sweeps: int,
     factors = torch.einsum("bik,ik->bi", basis, coef)
     var = float(yd.var()) or 1.0
     eye = torch.eye(K + 1, dtype=yd.dtype, device=yd.device)
-    prev, rel = float("inf"), float("inf")
-    ab = torch.tensor([1.0, 0.0], dtype=yd.dtype, device=yd.device)
-    for _ in range(sweeps):
+    prev = float("inf")
+    for _ in range(max(sweeps, 1)):
         for i in range(n):
             others = torch.prod(torch.cat([factors[:, :i], factors[:, i + 1:]], dim=1), dim=1)
             A = torch.cat([basis[:, i, :] * others[:, None], torch.ones_like(yd)[:, None]], 1)
@@ -114,7 +113,6 @@ def _als(basis: torch.Tensor, yd: torch.Tensor, coef: torch.Tensor, sweeps: int,
         if rel < 1e-20 or (prev < float("inf") and prev - rel <= gain * prev):
             break
         prev = rel
-    prod = torch.prod(factors, dim=1)
     return coef, prod, float(ab[0]), float(ab[1]), rel
 
 
