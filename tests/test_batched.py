@@ -161,3 +161,39 @@ def test_bad_input_is_refused():
         fit_batched(_nets([2, 5, 1], 2), torch.stack([X, X, X]), y)
     with pytest.raises(ValueError, match="too few rows"):
         fit_batched(_nets([2, 5, 1], 2), X[:10], y[:10])
+
+
+_HASH_SCRIPT = """
+import hashlib, numpy as np, torch
+from kansr.kan import KAN, fit
+from kansr.kan.batched import BatchedMSE
+torch.set_num_threads(1)
+gen = torch.Generator().manual_seed(0)
+X = torch.rand(1000, 2, generator=gen, dtype=torch.float64) * 4 - 2
+y = (1 - 0.4 * X[:, 1:2]) / torch.sqrt(5 - X[:, :1] ** 2)
+nets = [KAN([2, 1, 1], grid=12, seed=s, dtype="float64") for s in range(3)]
+batch = BatchedMSE(nets)
+batch.add_rows("train", X, y)
+active = np.ones(3, dtype=bool)
+batch.zero_grad(active)
+loss = batch(active)
+one = KAN([2, (2, 1), 1], grid=8, seed=0, dtype="float64")
+fit(one, X, y, steps=5, progress=False)
+print(hashlib.md5(batch.g.tobytes() + loss.tobytes()
+                  + b"".join(p.detach().numpy().tobytes() for p in one.parameters())).hexdigest())
+"""
+
+
+def test_kernels_round_alike_freshly_compiled_and_from_the_disk_cache(tmp_path):
+    """Same seed, same result in every process: the first run compiles the kernels into an
+    empty numba cache, the second loads them from it (with fastmath flags these two rounded
+    differently, and a fit's outcome depended on what the process had run before)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [subprocess.run([sys.executable, "-c", _HASH_SCRIPT], env=env, capture_output=True,
+                           text=True, check=True).stdout.strip() for _ in range(2)]
+    assert any(tmp_path.rglob("*.nbi"))  # the second run had a cache to load
+    assert runs[0] == runs[1]

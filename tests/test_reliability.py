@@ -497,6 +497,11 @@ UNIT_LAWS = {
     "line_in_one_group": (["x1", "omega", "t", "alpha"], ["m", "1/s", "s", ""], "m",
                           [(1, 3)] * 4,
                           lambda x1, w, t, a: x1 * (sp.cos(w * t) + a * sp.cos(w * t) ** 2)),
+    # Feynman I.15.3x, a Lorentz length transform: in the groups (u/c, c t/x) no split holds;
+    # the shear c t/x -> u t/x makes it a product of one-variable factors
+    "lorentz_length": (["x", "u", "c", "t"], ["m", "m/s", "m/s", "s"], "m",
+                       [(5, 10), (1, 2), (3, 20), (1, 2)],
+                       lambda x, u, c, t: (x - u * t) / sp.sqrt(1 - u ** 2 / c ** 2)),
 }
 
 
