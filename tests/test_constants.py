@@ -158,6 +158,38 @@ def test_clean_expression_removes_noise() -> None:
     assert _floats(kept) == pytest.approx([1e-3, 0.9])
 
 
+def test_clean_expression_takes_phases_to_their_principal_range() -> None:
+    # fits from different starts land on any branch; cos(x - 4 pi) must read (and snap) as
+    # cos(x), and each function keeps its own period (tan: pi)
+    assert clean_expression(sp.cos(x - F(4 * np.pi)), simplify=False) == sp.cos(x)
+    for f, period, phase in [(sp.sin, 2 * np.pi, -4.7168), (sp.cos, 2 * np.pi, 18.8455),
+                             (sp.tan, np.pi, 3.5)]:
+        out = clean_expression(f(F(2.0) * x + F(phase)), simplify=False)
+        (b,) = [v for v in _floats(out) if v != 2.0]
+        assert abs(b) <= period / 2 and (b - phase) / period == pytest.approx(
+            round((b - phase) / period), abs=1e-12)
+        X = _data()
+        assert np.allclose(sp.lambdify(x, out)(X[:, 0]),
+                           sp.lambdify(x, f(F(2.0) * x + F(phase)))(X[:, 0]))
+
+
+def test_a_recombined_formula_refits_its_parts_snapped_constants() -> None:
+    # a part snapped on a network's values fixed its phase at 69/(7 pi) where the law has
+    # pi: refitted on the rows as a free constant, the whole formula snaps exactly
+    from kansr.solver.budget import Budget
+    from kansr.solver.formulas import refit_and_polish
+
+    a, t = sp.symbols("a t")
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 3, (2000, 2))
+    truth = sp.cos(t) + a * sp.cos(t) ** 2
+    yv = sp.lambdify((t, a), truth)(X[:, 0], X[:, 1])
+    recombined = (a * (F(0.49989) - F(0.49976) * sp.cos(F(1.99893) * t - 69 / (7 * sp.pi)))
+                  + F(0.9993) * sp.cos(F(1.0012) * t - F(12.5707)) - F(0.00074))
+    best = refit_and_polish(recombined, [t, a], X, yv, Budget(None))[-1]
+    assert sp.simplify(best - truth) == 0, best
+
+
 def test_simplify_safely_small_and_large() -> None:
     assert simplify_safely(sp.sin(x) ** 2 + sp.cos(x) ** 2) == 1
     big = sp.Add(*[F(0.5 + k) * x**k * sp.exp(F(0.1 * k) * y) / (1 + x) for k in range(60)])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import pickle
 import select
@@ -63,7 +64,20 @@ def _clean_node(e: sp.Basic, tol: float) -> sp.Basic:
     args = [_clean_node(a, tol) for a in e.args]
     if isinstance(e, sp.Add):
         return sp.Add(*_drop_tiny_terms(args, tol))
+    period = _PERIODS.get(e.func)
+    if period is not None:
+        const, rest = args[0].as_coeff_Add()
+        if isinstance(const, sp.Float) and rest != 0:
+            # the phase into [-P/2, P/2]: fits from different starts land on any branch,
+            # and cos(t - 12.566) neither reads as nor snaps to cos(t)
+            reduced = float(const) - period * round(float(const) / period)
+            args = [sp.Add(*_drop_tiny_terms([rest, sp.Float(reduced)], tol))]
     return e.func(*args)
+
+
+#: Periods of the periodic functions whose phase `_clean_node` reduces.
+_PERIODS = {sp.sin: 2 * math.pi, sp.cos: 2 * math.pi, sp.sec: 2 * math.pi,
+            sp.csc: 2 * math.pi, sp.tan: math.pi, sp.cot: math.pi}
 
 
 def clean_expression(
@@ -75,6 +89,8 @@ def clean_expression(
       non-zero integer becomes that integer, so factors ~1 vanish
       (``1.0000003*x -> x``) and ``x**2.0000001 -> x**2``;
     * a Float exponent within ``tol`` of a half-integer becomes it (``x**0.5 -> sqrt(x)``);
+    * the phase b of sin, cos, tan, ... (a Float term of the argument) is taken into
+      [-P/2, P/2] for the period P (``cos(t - 12.566) -> cos(t - 0.0000074)``);
     * in every sum, terms with a Float coefficient below ``tol`` times the
       largest coefficient of that sum are dropped (``x - 2e-7 -> x``). This is
       a heuristic by coefficient only; :func:`kansr.compose.snap.prune_terms` decides on data;

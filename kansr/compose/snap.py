@@ -292,6 +292,29 @@ def free_constants(expr: sp.Expr) -> int:
     return sum(1 for a in sp.preorder_traversal(expr) if isinstance(a, sp.Float))
 
 
+def unsnap(expr: sp.Expr) -> sp.Expr:
+    """Exact non-integer numbers of ``expr`` (snapped coefficients and offsets: ``3/4``,
+    ``pi/2``, ``69/(7*pi)``) as Floats again, so that a refit moves them; exponents and
+    integers stay exact. For formulas put together from parts snapped on approximate data
+    (a split's parts, an undone transform): refitted on the rows, they snap again."""
+    def walk(e: sp.Basic) -> sp.Basic:
+        if isinstance(e, (sp.Float, sp.Integer)) or e.is_Symbol:
+            return e
+        if e.is_number and not e.free_symbols:
+            try:
+                value = float(e)
+            except (TypeError, ValueError):
+                return e
+            return sp.Float(value) if math.isfinite(value) else e
+        if isinstance(e, sp.Pow):
+            return sp.Pow(walk(e.base), e.exp)
+        if not e.args:
+            return e
+        return e.func(*[walk(a) for a in e.args])
+
+    return walk(sp.sympify(expr))
+
+
 #: Formulas with more fitted constants than this are not given unit coefficients.
 UNIT_SUM_MAX_CONSTANTS = 8
 

@@ -20,7 +20,8 @@ from ..compose.formula import graph_to_sympy
 from ..compose.front import expression_complexity, pareto_front
 from ..compose.refit import refit_constants, refit_deadline
 from ..compose.simplify import clean_expression
-from ..compose.snap import constant_price, free_constants, gather_constants, polish_expression
+from ..compose.snap import constant_price, free_constants, gather_constants, polish_expression, \
+    unsnap
 from ..expr import evaluate
 from ..fallback import FallbackEngine
 from ..graph import network_to_graph
@@ -269,12 +270,14 @@ def refit_and_polish(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nd
                      y: np.ndarray, budget: Budget) -> list[sympy.Expr]:
     """A formula assembled elsewhere (recombined parts, an undone output transform) with its
     constants refitted on the rows, and snapped while the symbolic share of the budget
-    lasts: [refitted, snapped], or [expr] when the refit fails."""
+    lasts: [refitted, snapped], or [expr] when the refit fails. The parts' own snapped
+    constants are refitted too (`unsnap`): they were snapped on approximate data (a part's
+    network values), and one fixed at 69/(7 pi) for pi kept the whole from fitting exactly."""
     exprs = []
     polish_deadline = budget.polish_deadline()
     with refit_deadline(polish_deadline):
         try:
-            raw, _ = refit_constants(expr, symbols, X, y)
+            raw, _ = refit_constants(unsnap(expr), symbols, X, y)
         except Exception as exc:  # noqa: BLE001 - the caller's other formulas still answer
             log.warning("refitting %s failed: %s", expr, exc)
             return [expr]

@@ -203,6 +203,7 @@ def _solve_structure(X, y, symbols, net: TrainedNetwork, result, oracle, lo, hi,
         if budget.interrupted:
             return [], tree
     whole = recombine(dec, part_exprs, list(symbols))
+    log.debug("structure: recombined %s", whole)
     exprs = refit_and_polish(whole, symbols, X, y, budget)
     tree.formula = str(exprs[-1])
     return exprs, tree
