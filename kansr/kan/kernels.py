@@ -16,7 +16,9 @@ sigmoid (a scalar exp in a numba loop vectorises neither here nor in numba's own
 and was 3-4x slower than torch's). The arithmetic is that of `fused.layer_forward` and
 `fused.layer_backward` (the torch-ops form CUDA uses); tests hold both to autograd.
 
-Kernels compile once and are cached on disk.
+Kernels compile once and are cached on disk (numba's cache, beside the sources). numba
+checks a cached function against its own file only: after editing this file, delete
+kansr/kan/__pycache__/*.nbi and *.nbc, or batched.py's compiled loops keep the old kernels.
 """
 from __future__ import annotations
 
