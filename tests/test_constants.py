@@ -173,6 +173,19 @@ def test_clean_expression_takes_phases_to_their_principal_range() -> None:
                            sp.lambdify(x, f(F(2.0) * x + F(phase)))(X[:, 0]))
 
 
+def test_exponents_snap_to_rationals_only() -> None:
+    # 33/(10 pi) = 1.0504 is within reach of the pi-based candidates; a law's exponent is not
+    X = np.linspace(1, 5, 200)[:, None]
+    odd = 33 / (10 * np.pi)
+    out = snap_constants(F(3.0001) * x ** F(1.0503), [x], X, 3 * X[:, 0] ** odd)
+    (k,) = [e.exp for e in out.atoms(sp.Pow)]
+    assert isinstance(k, sp.Float) and float(k) == pytest.approx(odd, rel=1e-9)
+    assert snap_constants(F(3.0001) * x ** F(1.5003), [x], X, 3 * X[:, 0] ** 1.5) \
+        == 3 * x ** sp.Rational(3, 2)
+    # coefficients keep the pi-based candidates
+    assert snap_constants(F(1.5709) * x, [x], X, np.pi / 2 * X[:, 0]) == sp.pi * x / 2
+
+
 def test_a_recombined_formula_refits_its_parts_snapped_constants() -> None:
     # a part snapped on a network's values fixed its phase at 69/(7 pi) where the law has
     # pi: refitted on the rows as a free constant, the whole formula snaps exactly

@@ -264,13 +264,19 @@ def snap_constants(
         logger.warning("snap_constants: %s cannot be evaluated on the data; unchanged", expr)
         return sp.sympify(expr)
     done: set[sp.Symbol] = set()
+    # an exponent snaps to a rational only: laws have x^2, x^(3/2), x^(1/3), never x^(33/(10 pi))
+    # (which a part read from a network took for x^1.05)
+    exponents = {q for e in current.atoms(sp.Pow) for q in e.exp.free_symbols}
     while True:
         todo = [p for p in values if p in current.free_symbols and p not in done]
         if not todo:
             break
         p = min(todo, key=lambda q: _closeness(values[q], candidates))
         done.add(p)
-        for c in candidates(values[p]):
+        options = candidates(values[p])
+        if p in exponents:
+            options = [c for c in options if c.is_Rational]
+        for c in options:
             if deadline is not None and time.perf_counter() > deadline:
                 logger.info("snap_constants: out of time, %d constant(s) left as fitted",
                             len(todo) - 1)
