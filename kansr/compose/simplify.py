@@ -71,7 +71,10 @@ def _clean_node(e: sp.Basic, tol: float) -> sp.Basic:
             # the phase into [-P/2, P/2]: fits from different starts land on any branch,
             # and cos(t - 12.566) neither reads as nor snaps to cos(t)
             reduced = float(const) - period * round(float(const) / period)
-            args = [sp.Add(*_drop_tiny_terms([rest, sp.Float(reduced)], tol))]
+            # the sum's own terms, so the reduced phase is measured against their
+            # coefficients (a whole Add counts as coefficient 1)
+            terms = [*sp.Add.make_args(rest), sp.Float(reduced)]
+            args = [sp.Add(*_drop_tiny_terms(terms, tol))]
     return e.func(*args)
 
 
