@@ -162,6 +162,9 @@ DIRECT_ROWS = 2000
 #: A rational fit (`kansr.match.rational`) joins a one-variable problem's options only with
 #: this many times less MSE than the library's best option.
 RATIONAL_GAIN = 100.0
+#: ... and is refitted on all rows only when its MSE on the matcher's own rows is within
+#: this factor of winning (a refit from refined constants gains little more).
+RATIONAL_REFIT_SLACK = 10.0
 #: Library options of a one-variable problem refitted as whole formulas (cheap: one variable).
 DIRECT_TOP_K = 5
 #: ... of which those within this factor of the best refitted MSE are also snapped.
@@ -237,6 +240,11 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
             # curvature, and a look-alike passes under it.
             for fit in match_rational(X[rows, 0], y[rows], library, seed=settings.seed,
                                       deadline=budget.deadline(SYMBOLIC_SHARE)):
+                if fit.mse * RATIONAL_GAIN > RATIONAL_REFIT_SLACK * best:
+                    # refitting cannot make it win: its constants are already refined on
+                    # the matcher's rows (one such refit of x^-1 (a + b (x - 53)^5)/(...)
+                    # took 4.8 s of a 10 s solve)
+                    continue
                 try:
                     raw, mse = refit_constants(fit.expr.xreplace({LIB_X: symbols[0]}),
                                                symbols, X, y)
@@ -247,6 +255,11 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                         raws.append((mse, raw))
                 except Exception as exc:  # noqa: BLE001 - as for the library's options
                     log.debug("refitting %s failed: %s", fit.expr, exc)
+                    continue
+                if mse <= NEAR_EXACT_REL_MSE * float(np.var(y)):
+                    # exact to round-off: the fits come best first, round-off ties simplest
+                    # first, so the rest can only be longer twins
+                    break
         # Snapping costs a refit per tried value (many on noisy data, where no constant sits
         # on its simple value to round-off): only options about as good as the best are
         # worth it, best first by the front's own loss, until one meets `exact`.
