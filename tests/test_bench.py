@@ -6,6 +6,7 @@ import argparse
 import hashlib
 import json
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -78,6 +79,12 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, equations) -> Path:
 
         def crashes(X, y, names, time_limit, seed):
             os._exit(9)
+
+        def _warm():
+            with open(CALLS + ".warm", "a") as handle:
+                handle.write("warm\\n")
+
+        exact.warm_up = _warm
     """)
     (tmp_path / "fake_methods_mod.py").write_text(source)
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -86,6 +93,8 @@ def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, equations) -> Path:
     yield calls
     for name in ("exact", "raises", "sleeps", "crashes"):
         method_registry.unregister_method(f"fake_{name}")
+    # the runner's warm-up imported it here: the next test's module logs to its own tmp_path
+    sys.modules.pop("fake_methods_mod", None)
 
 
 def _calls(path: Path) -> list[str]:
@@ -246,6 +255,8 @@ def test_harness_records_success_error_and_timeout(tmp_path: Path, fakes: Path, 
     assert crashed["status"] == "crash" and "exit code 9" in crashed["error"]
     assert sorted(line.split()[0] for line in _calls(fakes)) == (
         ["exact"] * 3 + ["raises", "sleeps"])
+    # the method's warm-up ran once, in the runner, before any task was timed
+    assert _calls(Path(str(fakes) + ".warm")) == ["warm"]
 
 
 def test_resume_after_crash_redoes_nothing(tmp_path: Path, fakes: Path, equations) -> None:

@@ -183,3 +183,15 @@ def test_law_in_a_column_spanning_decades_is_recovered_exactly():
                                                      variable_names=["n", "w"])
     verdict = check(model.sympy(), true, syms, [(1, 5), (0.01, 25)])
     assert verdict.recovered, f"found {model.sympy()}"
+
+
+@pytest.mark.slow
+def test_law_read_exactly_from_a_one_node_network_skips_the_mixed_shape():
+    # Snell's law (Feynman I.26.2): the separable product fits to ~2e-6, short of the shape
+    # search's stopping point, and its reading is already the law: the mixed shape (5 s of a
+    # 9 s search) is not trained
+    X, y, syms, true = _data(["n", "theta"], [(0, 1), (1, 5)],
+                             lambda n, t: sp.asin(n * sp.sin(t)), n=10000)
+    model = KANSR(random_state=0, max_time=60).fit(X, y, variable_names=["n", "theta"])
+    assert check(model.sympy(), true, syms, [(0, 1), (1, 5)]).recovered, model.sympy()
+    assert "mixed" not in set(model.architectures_["name"])

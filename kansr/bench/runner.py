@@ -20,7 +20,7 @@ from pathlib import Path
 
 from kansr.bench.backends import STOP, iter_dask, iter_inline, iter_process
 from kansr.bench.feynman import Equation
-from kansr.bench.methods import method_reference
+from kansr.bench.methods import load_method, method_reference
 from kansr.bench.records import RESULTS_FILE, ResultWriter, kansr_version, read_results, utc_now
 from kansr.bench.tasks import RunConfig, Task
 
@@ -106,6 +106,7 @@ def run_benchmark(
         "inline": iter_inline, "process": iter_process, "dask": iter_dask}
     if backend not in runners:
         raise ValueError(f"unknown backend {backend!r}; choose from {sorted(runners)}")
+    warm_up(pending)
     bar = _progress_bar(len(tasks), summary.skipped, enabled=progress)
     STOP.clear()
     stream = runners[backend](pending, config, workers=workers, scheduler=scheduler,
@@ -127,6 +128,26 @@ def run_benchmark(
         if bar is not None:
             bar.close()
     return summary
+
+
+def warm_up(tasks: Iterable[Task]) -> None:
+    """Call each method's optional ``warm_up()`` once, here, before any task is timed: a
+    one-time compile (kansr's numba kernels, cached on disk: about 10 s) belongs to the
+    install, not to the first equation. Local backends' subprocesses then load the cache;
+    workers of a remote dask scheduler compile on their first task."""
+    seen: set[str] = set()
+    for task in tasks:
+        ref = task.method_ref or task.method
+        if ref in seen:
+            continue
+        seen.add(ref)
+        try:
+            hook = getattr(load_method(ref), "warm_up", None)
+        except Exception as exc:  # noqa: BLE001 - the task itself reports a method that fails to load
+            log.debug("no warm-up for %s: %s", ref, exc)
+            continue
+        if hook is not None:
+            hook()
 
 
 def _close_quietly(stream: Iterable[dict]) -> None:

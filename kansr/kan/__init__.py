@@ -7,8 +7,9 @@ from .symbolic import torch_function
 from .network import KAN, Trace, normalize_width
 from .plot import plot
 from .prune import Attribution, attribution, prune, remove_node, shrink
-from .train import History, fit
+from .train import History, compile_kernels, fit
 
 __all__ = ["KAN", "KANLayer", "Trace", "History", "Attribution", "fit", "prune", "attribution",
            "remove_node", "shrink", "normalize_width", "torch_function", "plot",
-           "init_separable_product", "additive_fit_error", "product_fit_error"]
+           "init_separable_product", "additive_fit_error", "product_fit_error",
+           "compile_kernels"]

@@ -242,8 +242,8 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                                       deadline=budget.deadline(SYMBOLIC_SHARE)):
                 if fit.mse * RATIONAL_GAIN > RATIONAL_REFIT_SLACK * best:
                     # refitting cannot make it win: its constants are already refined on
-                    # the matcher's rows (one such refit of x^-1 (a + b (x - 53)^5)/(...)
-                    # took 4.8 s of a 10 s solve)
+                    # the matcher's rows, and a refit of a far-off fit on all rows is slow
+                    # (x^-1 (a + b (x - 53)^5)/(...): 4.8 s)
                     continue
                 try:
                     raw, mse = refit_constants(fit.expr.xreplace({LIB_X: symbols[0]}),
