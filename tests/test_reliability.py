@@ -517,3 +517,20 @@ def test_structured_law_with_units_is_found_exactly(name):
     model = KANSR(random_state=0, max_time=60).fit(X, y, variable_names=names, units=units,
                                                    y_units=y_units)
     assert check(model.sympy(), truth, list(syms), ranges).recovered, model.sympy()
+
+
+def test_a_shape_whose_pruning_drops_an_input_still_trains_on_every_column():
+    # An input the network ignores used to be pruned away, and the next fit, given every
+    # column, raised (Feynman II.38.3 with units at 1 % noise: a fit that ended in an error)
+    from kansr.solver.shapes import Architecture, TrainSettings, train_shape
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (800, 3))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] ** 2 + 0.01 * rng.normal(size=800)  # x2 is ignored
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    Xt, yt, Xv, yv = t(X[:600]), t(y[:600, None]), t(X[600:]), t(y[600:, None])
+    # strong sparsity and a high node threshold: the ignored input is pruned
+    net = train_shape(Architecture("mixed", [3, (3, 2), (1, 1), 1]), Xt, yt, Xv, yv,
+                      TrainSettings(refine=(), steps=20, lamb=1e-2, node_th=5e-2))
+    assert net is not None and net.model.input_ids == [0, 1, 2]
+    assert net.val_mse < 5e-2
