@@ -186,6 +186,20 @@ def test_exponents_snap_to_rationals_only() -> None:
     assert snap_constants(F(1.5709) * x, [x], X, np.pi / 2 * X[:, 0]) == sp.pi * x / 2
 
 
+def test_noisy_phases_snap_to_multiples_of_pi_first() -> None:
+    # sin(2x + pi/2) at 1 % noise: the rational 11/7 (0.03 % from pi/2) fits as well and used
+    # to be tried first; a phase tries multiples of pi first, so the law reads cos(2x)
+    rng = np.random.default_rng(0)
+    X = np.linspace(-2, 2, 400)[:, None]
+    Y = np.sin(2 * X[:, 0] + np.pi / 2) + rng.normal(0.0, 0.01, 400)
+    out = snap_constants(sp.sin(F(2.0001) * x + F(1.5712)), [x], X, Y)
+    assert sp.simplify(out - sp.cos(2 * x)) == 0, out
+    # rational phases still snap where no multiple of pi fits: sin(x + 1) on clean data
+    X2 = np.linspace(0, 3, 200)[:, None]
+    assert snap_constants(sp.sin(x + F(1.0002)), [x], X2, np.sin(X2[:, 0] + 1)) \
+        == sp.sin(x + 1)
+
+
 def test_a_recombined_formula_refits_its_parts_snapped_constants() -> None:
     # a part snapped on a network's values fixed its phase at 69/(7 pi) where the law has
     # pi: refitted on the rows as a free constant, the whole formula snaps exactly
