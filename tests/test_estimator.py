@@ -195,3 +195,17 @@ def test_law_read_exactly_from_a_one_node_network_skips_the_mixed_shape():
     model = KANSR(random_state=0, max_time=60).fit(X, y, variable_names=["n", "theta"])
     assert check(model.sympy(), true, syms, [(0, 1), (1, 5)]).recovered, model.sympy()
     assert "mixed" not in set(model.architectures_["name"])
+
+
+@pytest.mark.slow
+def test_two_inputs_through_their_ratio_are_split_before_the_mixed_shape():
+    # exp(-a/b): the separable product fits to ~1e-7; the ratio symmetry tried on it gives a
+    # one-variable problem matched exactly, so neither its outer edge nor a mixed shape is
+    # needed
+    a, b = sp.symbols("a b")
+    X = np.random.default_rng(0).uniform(0.1, 3, (3000, 2))
+    model = KANSR(random_state=0, max_time=60).fit(X, np.exp(-X[:, 0] / X[:, 1]),
+                                                   variable_names=["a", "b"])
+    assert check(model.sympy(), sp.exp(-a / b), [a, b], [(0.1, 3)] * 2).recovered, model.sympy()
+    assert model.decomposition_.test == "ratio"
+    assert "mixed" not in set(model.architectures_["name"])

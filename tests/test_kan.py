@@ -101,10 +101,11 @@ def test_product_node_fits_xy(square_inputs, seed):
     # relative MSE ~3e-13, output edge fixed to a line) and then knocked off it by noise on
     # every factor coefficient (test RMSE 4e-2 to 7e-2), must train back below the target
     # (4.6e-5 and 4.4e-5 after refining to grid 20; refined to grid 10, seed 5 ended at
-    # 5.2e-5 on one CPU and 1.1e-4 on another: L-BFGS paths part in the last bits of
-    # the BLAS reductions, so the test keeps a margin). From the default start the same recipe plus grid updates ended
-    # at 8.2e-2, 1.0e-3, 3.0e-4, 4.1e-4, 1.9e-4, 8.3e-2 (seeds 0-5): the free output spline is
-    # wild just beyond the products seen in training (one test corner off by 2.6).
+    # 5.2e-5 on one CPU and 1.1e-4 on another: L-BFGS paths part in the last bits of the
+    # BLAS reductions, so the test keeps a margin). From the default start the same recipe
+    # plus grid updates ended at 8.2e-2, 1.0e-3, 3.0e-4, 4.1e-4, 1.9e-4, 8.3e-2 (seeds 0-5):
+    # the free output spline is wild just beyond the products seen in training (one test
+    # corner off by 2.6).
     X, Xt = square_inputs(2000, seed=1), square_inputs(1000, seed=2)
     f = lambda a: a[:, :1] * a[:, 1:2]  # noqa: E731
     model = KAN([2, (0, 1), 1], grid=5, seed=seed, dtype="float64")

@@ -143,7 +143,7 @@ def warm_up(tasks: Iterable[Task]) -> None:
         seen.add(ref)
         try:
             hook = getattr(load_method(ref), "warm_up", None)
-        except Exception as exc:  # noqa: BLE001 - the task itself reports a method that fails to load
+        except Exception as exc:  # noqa: BLE001 - its tasks report a method that cannot load
             log.debug("no warm-up for %s: %s", ref, exc)
             continue
         if hook is not None:

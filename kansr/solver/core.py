@@ -149,8 +149,8 @@ def train_networks(problem: Problem, opts: SolverOptions, scaling: Scaling, budg
             first = min(trained, key=lambda n: n.val_mse)
             read_first, offer = None, read_first  # offered once
             if offer(first, Xt, yt):
-                log.info("architecture %s read exactly: %s skipped", first.arch.name,
-                         arch.name)
+                log.info("law found on the %s network: %s and later shapes skipped",
+                         first.arch.name, arch.name)
                 break
         try:
             net = train_shape(arch, Xt, yt, Xv, yv, opts.train,
@@ -270,6 +270,14 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
 PLAIN_NOISE_FACTOR = 3.0
 
 
+def _through_one_combination(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float,
+                             depth: int) -> bool:
+    """Worth the pair-symmetry look before a one-node network is read: two inputs that may
+    act through one combination (x*y, x/y, x - y), not a plain sum or product of
+    one-variable functions (those read fast), with a level left to split."""
+    return Xt.shape[1] == 2 and depth < MAX_DEPTH and not _plain_one_node(Xt, yt, noise_rel)
+
+
 def _plain_one_node(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float) -> bool:
     """y is a sum, or a product up to a line, of one-variable functions (spline fits on the
     screening rows within `PRODUCT_LINE_REL_MSE`, or within the noise)."""
@@ -332,12 +340,13 @@ EARLY_READ_SHARE = 0.3
 class _EarlyRead:
     """What `read_first` read from a one-node network before the wider shapes trained."""
 
+    #: the network read (None: none was), its graph, and every formula found
     net: TrainedNetwork | None = None
     graph: nx.DiGraph | None = None
     exprs: list[sympy.Expr] = field(default_factory=list)
     exact: bool = False
-    #: the pair symmetries were tried on `net` (two inputs), with this tree
-    pairs_tried: bool = False
+    #: the network the pair symmetries were tried on (two inputs), and their tree
+    pairs_net: TrainedNetwork | None = None
     tree: object | None = None
 
 
@@ -352,18 +361,16 @@ def _early_reader(problem: Problem, opts: SolverOptions, scaling: Scaling, budge
                 or noise_floor(noise_rel, net.val_mse) > 0 or budget.interrupted):
             return False
         rule = exact_rule(0.0)
-        early.net = net
         try:
-            if X.shape[1] == 2 and depth < MAX_DEPTH and not _plain_one_node(Xt, yt, noise_rel):
-                # two inputs acting through one combination: the pair symmetry gives a
-                # one-variable problem read faster than the network's outer edge (as below)
+            if _through_one_combination(Xt, yt, noise_rel, depth):  # as `solve` does below
                 found, early.tree = _split(problem, opts, [net], scaling, budget, seed, depth,
                                            rule, pairs_only=True)
-                early.pairs_tried, early.exprs = True, found
+                early.pairs_net = net
+                early.exprs += found
                 if near_exact(found, symbols, X, y, rule):
                     early.exact = True
                     return True
-            early.graph, found = network_formulas(
+            graph, found = network_formulas(
                 net.model, Xt, yt, X, y, symbols, scaling, opts.library, opts.engine,
                 net.val_mse, opts.symbolic, budget.slice(EARLY_READ_SHARE), rule)
         except SearchInterrupted:
@@ -372,6 +379,7 @@ def _early_reader(problem: Problem, opts: SolverOptions, scaling: Scaling, budge
         except Exception as exc:  # noqa: BLE001 - the wider shapes still train
             log.warning("symbolic stage failed for %s: %s", net.arch.name, exc)
             return False
+        early.net, early.graph = net, graph
         early.exprs += found
         early.exact = near_exact(found, symbols, X, y, rule)
         return early.exact
@@ -443,7 +451,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                                         read_first)
     exprs += early.exprs
     if early.exact:
-        log.info("law read from the %s network: wider shapes not trained", early.net.arch.name)
+        log.info("law found before the wider shapes trained: they are not")
         return SolveResult(formula_front(exprs, symbols, X, y), networks, scaling,
                            graph=early.graph, interrupted=budget.interrupted,
                            decomposition=early.tree, transform=transform)
@@ -494,9 +502,10 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             networks_to_read = networks
     else:
         networks_to_read = networks
-        tried = early.pairs_tried and networks[0] is early.net  # on this network already
-        if can_split and X.shape[1] == 2 and not tried \
-                and not _plain_one_node(Xt, yt, noise_rel):
+        # (not where the early read tried them on the network `_split` takes as its oracle)
+        oracle = min(networks, key=lambda n: n.val_mse)
+        if can_split and oracle is not early.pairs_net \
+                and _through_one_combination(Xt, yt, noise_rel, depth):
             # Two inputs that act through one combination (x*y, x/y, x - y): the one-variable
             # problem is matched directly in a second, where reading a one-node network's
             # outer edge (3u/(3 - u) of u = x*y) can take half the budget. (A plain sum or

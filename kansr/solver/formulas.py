@@ -162,9 +162,6 @@ DIRECT_ROWS = 2000
 #: A rational fit (`kansr.match.rational`) joins a one-variable problem's options only with
 #: this many times less MSE than the library's best option.
 RATIONAL_GAIN = 100.0
-#: ... and is refitted on all rows only when its MSE on the matcher's own rows is within
-#: this factor of winning (a refit from refined constants gains little more).
-RATIONAL_REFIT_SLACK = 10.0
 #: Library options of a one-variable problem refitted as whole formulas (cheap: one variable).
 DIRECT_TOP_K = 5
 #: ... of which those within this factor of the best refitted MSE are also snapped.
@@ -240,11 +237,6 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
             # curvature, and a look-alike passes under it.
             for fit in match_rational(X[rows, 0], y[rows], library, seed=settings.seed,
                                       deadline=budget.deadline(SYMBOLIC_SHARE)):
-                if fit.mse * RATIONAL_GAIN > RATIONAL_REFIT_SLACK * best:
-                    # refitting cannot make it win: its constants are already refined on
-                    # the matcher's rows, and a refit of a far-off fit on all rows is slow
-                    # (x^-1 (a + b (x - 53)^5)/(...): 4.8 s)
-                    continue
                 try:
                     raw, mse = refit_constants(fit.expr.xreplace({LIB_X: symbols[0]}),
                                                symbols, X, y)
@@ -258,7 +250,8 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                     continue
                 if mse <= NEAR_EXACT_REL_MSE * float(np.var(y)):
                     # exact to round-off: the fits come best first, round-off ties simplest
-                    # first, so the rest can only be longer twins
+                    # first, so the rest can only be longer twins (whose refits on all rows
+                    # are slow: x^-1 (a + b (x - 53)^5)/(...) took 4.8 s after 1/(e^x - 1))
                     break
         # Snapping costs a refit per tried value (many on noisy data, where no constant sits
         # on its simple value to round-off): only options about as good as the best are
