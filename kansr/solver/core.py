@@ -503,9 +503,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     else:
         networks_to_read = networks
         # (not where the early read tried them on the network `_split` takes as its oracle)
-        oracle = min(networks, key=lambda n: n.val_mse)
-        if can_split and oracle is not early.pairs_net \
-                and _through_one_combination(Xt, yt, noise_rel, depth):
+        if can_split and _through_one_combination(Xt, yt, noise_rel, depth) \
+                and min(networks, key=lambda n: n.val_mse) is not early.pairs_net:
             # Two inputs that act through one combination (x*y, x/y, x - y): the one-variable
             # problem is matched directly in a second, where reading a one-node network's
             # outer edge (3u/(3 - u) of u = x*y) can take half the budget. (A plain sum or
