@@ -29,7 +29,7 @@ from .formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, ExactRule, 
     SymbolicSettings, direct_formulas, formula_front, near_exact, network_formulas, \
     one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
-from .recursion import MAX_DEPTH, MAX_PART_FLOOR, Split, irrelevant_columns, \
+from .recursion import MAX_DEPTH, MAX_PART_FLOOR, Split, ignored_columns, \
     separated_formulas
 from .scaling import Scaling
 from .shapes import PRODUCT_LINE_GRID, PRODUCT_LINE_REL_MSE, SCREEN_ROWS, Architecture, \
@@ -250,7 +250,7 @@ FIRST_SYMBOLIC_SHARE = 0.5
 
 def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
            scaling: Scaling, budget: Budget, seed: int, depth: int, exact: ExactRule,
-           pairs_only: bool = False) -> tuple[list, object]:
+           pairs: str = "all") -> tuple[list, object]:
     """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
     def solve_part(X, y, symbols, part_budget, error_floor=0.0):
         return solve(Problem(X, y, symbols, error_floor), opts, part_budget, seed, depth + 1)
@@ -258,7 +258,7 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
     oracle_net = min(networks, key=lambda n: n.val_mse)
     try:
         return separated_formulas(problem.X, problem.y, problem.symbols, oracle_net, scaling,
-                                  solve_part, budget, seed, exact, pairs_only)
+                                  solve_part, budget, seed, exact, pairs)
     except SearchInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
@@ -270,12 +270,12 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
 PLAIN_NOISE_FACTOR = 3.0
 
 
-def _through_one_combination(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float,
-                             depth: int) -> bool:
-    """Worth the pair-symmetry look before a one-node network is read: two inputs that may
-    act through one combination (x*y, x/y, x - y), not a plain sum or product of
+def _through_combinations(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float,
+                          depth: int) -> bool:
+    """Worth the pair-symmetry look before a one-node network is read: inputs that may act
+    through combinations of pairs (x*y, x/y, x - y), not a plain sum or product of
     one-variable functions (those read fast), with a level left to split."""
-    return Xt.shape[1] == 2 and depth < MAX_DEPTH and not _plain_one_node(Xt, yt, noise_rel)
+    return Xt.shape[1] >= 2 and depth < MAX_DEPTH and not _plain_one_node(Xt, yt, noise_rel)
 
 
 def _plain_one_node(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float) -> bool:
@@ -297,7 +297,7 @@ def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[Tr
     """The problem solved again without the inputs the best network ignores (the data's own
     rows, one or more columns fewer): its formulas are formulas of the whole problem."""
     best = min(networks, key=lambda n: n.val_mse)
-    drop = irrelevant_columns(best, scaling, problem.X, seed)
+    drop = ignored_columns(best, scaling, problem.X, problem.y, seed)
     if not drop or len(drop) == problem.X.shape[1]:
         return [], None
     keep = [k for k in range(problem.X.shape[1]) if k not in drop]
@@ -362,9 +362,9 @@ def _early_reader(problem: Problem, opts: SolverOptions, scaling: Scaling, budge
             return False
         rule = exact_rule(0.0)
         try:
-            if _through_one_combination(Xt, yt, noise_rel, depth):  # as `solve` does below
+            if _through_combinations(Xt, yt, noise_rel, depth):  # as `solve` does below
                 found, early.tree = _split(problem, opts, [net], scaling, budget, seed, depth,
-                                           rule, pairs_only=True)
+                                           rule, pairs="only")
                 early.pairs_net = net
                 early.exprs += found
                 if near_exact(found, symbols, X, y, rule):
@@ -463,6 +463,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     result = SolveResult(pd.DataFrame(), networks, scaling, noise_floor=floor,
                          decomposition=early.tree, transform=transform)
     failures: list[str] = []
+    pairs_looked = False  # the pairs-only look ran on the most accurate network
     can_split = depth < MAX_DEPTH and X.shape[1] >= 2 and bool(networks)
     if can_split:
         # An input the law ignores: the smaller problem on the same rows comes first (a
@@ -503,15 +504,20 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     else:
         networks_to_read = networks
         # (not where the early read tried them on the network `_split` takes as its oracle)
-        if can_split and _through_one_combination(Xt, yt, noise_rel, depth) \
-                and min(networks, key=lambda n: n.val_mse) is not early.pairs_net:
-            # Two inputs that act through one combination (x*y, x/y, x - y): the one-variable
-            # problem is matched directly in a second, where reading a one-node network's
-            # outer edge (3u/(3 - u) of u = x*y) can take half the budget. (A plain sum or
-            # product of one-variable functions reads fast, and gives the network's graph.)
+        pairs_looked = can_split and _through_combinations(Xt, yt, noise_rel, depth) and (
+            min(networks, key=lambda n: n.val_mse) is early.pairs_net)
+        if can_split and _through_combinations(Xt, yt, noise_rel, depth) and not pairs_looked:
+            # Inputs that act through pair combinations (x*y, x/y, x - y), each checked on
+            # the data: the smaller problem comes first. Two inputs leave one, matched directly
+            # in a second, where reading a one-node network's outer edge (3u/(3 - u) of
+            # u = x*y) can take half the budget; more leave a problem of fewer inputs, which
+            # the networks fit better than the whole (a 6-input law fitted to only 1e-3
+            # passes nearly every network test). (A plain sum or product of one-variable
+            # functions reads fast, and gives the network's graph.)
+            pairs_looked = True
             try:
                 found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
-                                     tol, pairs_only=True)
+                                     tol, pairs="only")
             except SearchInterrupted:
                 budget.interrupt()
                 found, tree = [], None
@@ -545,7 +551,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE):
             try:
                 found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
-                                     tol)
+                                     tol, pairs="rest" if pairs_looked else "all")
                 result.decomposition = tree or result.decomposition
             except SearchInterrupted:
                 budget.interrupt()

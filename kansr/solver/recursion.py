@@ -15,10 +15,12 @@ import sympy
 import torch
 
 from ..compose.front import select_best
-from ..structure.decompose import decompose, disjoint_pairs, recombine
-from ..structure.separability import PAIR_TESTS, Support, relevance_tests, separability_tests
+from ..structure.decompose import decompose, pairs_part, recombine
+from ..structure.separability import (PAIR_TESTS, SeparabilityResult, Support, relevance_tests,
+                                      separability_tests)
 from .budget import Budget
 from .formulas import ExactRule, near_exact, refit_and_polish
+from .noise import estimate_noise, relative_noise
 from .scaling import Scaling
 from .shapes import TrainedNetwork
 
@@ -70,6 +72,78 @@ def network_oracle(net: TrainedNetwork, scaling: Scaling) -> Callable[[np.ndarra
     return oracle
 
 
+#: A pair symmetry's part is the data's own rows in fewer columns. Where y is a function of
+#: them, the local noise estimate (`estimate_noise`: what local fits leave, noise and
+#: curvature) stays or falls, as neighbours come closer; a symmetry the law lacks leaves
+#: variation that no column explains, which the estimate counts as noise. So a pair passes
+#: on the data when its part's estimate (a share of the part's variance) is within this
+#: factor of its parent's. Measured on the Feynman data (all 341 true pair symmetries of the
+#: laws, four false ones per law, 10,000 rows): true ones at most 1.39 times their parent's
+#: (95 % below 0.71 noise-free, 0.96 at 1 % noise), false ones above 1.5 but for 3 of 396
+#: (5 at 1 % noise). The network's own tests pass nearly every pair once it fits only to
+#: a few 1e-3 (a 6-input law), so this check on the data is what tells them apart.
+PAIR_NOISE_RATIO = 1.5
+#: ... plus this much (relative variance): on a law the local fits reproduce to round-off
+#: (a plane) both estimates are round-off; a false symmetry leaves far more (at least 9e-5
+#: of the variance in that measurement).
+PAIR_NOISE_ATOL = 1e-10
+
+
+class PairCheck:
+    """Pair symmetries checked on the data X (N, d), y (N,) (see `PAIR_NOISE_RATIO`)."""
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, seed: int = 0):
+        self.X, self.y, self.seed = X, y, seed
+        self._noise: dict[tuple, float] = {}
+
+    def noise(self, pairs: Sequence[SeparabilityResult]) -> float:
+        """Relative local noise estimate of the part that merges `pairs` (none: the data)."""
+        key = tuple((r.test, r.pair, r.degree) for r in pairs)
+        if key not in self._noise:
+            X, y = self.X, self.y
+            if pairs:
+                part = pairs_part(None, list(pairs), X.min(axis=0), X.max(axis=0),
+                                  np.random.default_rng(self.seed), X=X, y=y).parts[0]
+                X, y = part.X, part.y
+            with np.errstate(all="ignore"):
+                finite = bool(np.all(np.isfinite(X)) and np.all(np.isfinite(y)))
+                self._noise[key] = (relative_noise(estimate_noise(X, y, self.seed), y)
+                                    if finite else np.inf)
+        return self._noise[key]
+
+    def passes(self, taken: Sequence[SeparabilityResult], result: SeparabilityResult) -> bool:
+        """Does adding the pair `result` to the disjoint pairs `taken` keep y a function of
+        the part's columns?"""
+        before = self.noise(taken)
+        return self.noise(list(taken) + [result]) <= PAIR_NOISE_RATIO * before + PAIR_NOISE_ATOL
+
+    def keeps(self, columns: Sequence[int]) -> bool:
+        """Is y still a function of the data's `columns` alone (the others dropped)? The same
+        rule: a column the law uses leaves variation the others do not explain."""
+        X, y = self.X[:, list(columns)], self.y
+        with np.errstate(all="ignore"):
+            fewer = relative_noise(estimate_noise(X, y, self.seed), y)
+        return fewer <= PAIR_NOISE_RATIO * self.noise([]) + PAIR_NOISE_ATOL
+
+
+def verified_pairs(passed: Sequence[SeparabilityResult], check: PairCheck
+                   ) -> list[SeparabilityResult]:
+    """The passed pair symmetries (in rank order) that merge into one part, each sharing no
+    variable with those before it (at most one homogeneous) and each passing `check` added
+    to them."""
+    taken: list[SeparabilityResult] = []
+    used: set[int] = set()
+    for r in passed:
+        if r.test not in PAIR_TESTS or r.pair is None or used & set(r.pair):
+            continue
+        if r.test == "homogeneous" and any(t.test == "homogeneous" for t in taken):
+            continue
+        if check.passes(taken, r):
+            taken.append(r)
+            used |= set(r.pair)
+    return taken
+
+
 #: A part's error floor is at most this share of its variance: a part that barely varies
 #: (next to the oracle's error) is nearly constant, and a looser floor would accept anything.
 MAX_PART_FLOOR = 1e-2
@@ -118,10 +192,21 @@ def irrelevant_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, see
     return [r.variable for r in results if r.passed]
 
 
+def ignored_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, y: np.ndarray,
+                    seed: int) -> list[int]:
+    """`irrelevant_columns` that the data confirm (`PairCheck.keeps`): a network fitted
+    loosely passes a column whose effect is within its error."""
+    drop = irrelevant_columns(net, scaling, X, seed)
+    if drop and not PairCheck(X, y, seed).keeps([k for k in range(X.shape[1]) if k not in drop]):
+        log.info("structure: the network ignores columns %s, the data do not", drop)
+        return []
+    return drop
+
+
 def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                        net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
                        budget: Budget, seed: int, exact: ExactRule = ExactRule(),
-                       pairs_only: bool = False
+                       pairs: str = "all"
                        ) -> tuple[list[sympy.Expr], Split | None]:
     """Formulas from splitting the problem along the structures the network passes.
 
@@ -129,9 +214,10 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     solver itself, one level deeper); error_floor is the network's error as a share of the
     part's variance, so that the part's search stops where the network cannot tell better.
     The passed tests are tried in rank order (at most `MAX_STRUCTURES`) until one gives a
-    formula that meets `exact` on X, y. `pairs_only`: only the first passed pair symmetry,
-    its part in `PAIR_ONLY_SHARE` of the budget (a quick look before reading a network).
-    Returns the recombined formulas
+    formula that meets `exact` on X, y. `pairs`: "all" tries every passed test; "only" the
+    pair symmetries that pass on the data too, merged into one part (a look before reading
+    a network; a part of one input gets `PAIR_ONLY_SHARE` of the budget); "rest" all but
+    what "only" tried. Returns the recombined formulas
     (refitted on X, y) and the tree of the first structure that gave the law, else of the
     first tried.
     """
@@ -154,17 +240,34 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
         log.info("structure: no test passes (closest: %s at %.3g of its threshold)",
                  ranked[0].test, ranked[0].margin)
     # Disjoint pair symmetries merge into one part first (a sum of three products becomes a
-    # sum of three inputs in one step); the top pair alone is the fallback.
-    merged = disjoint_pairs(passed)
+    # sum of three inputs in one step); the top pair alone is the fallback. A pair whose part
+    # the data contradict is dropped (`PairCheck`).
+    check = PairCheck(X, y, seed)
+    merged = verified_pairs(passed, check)
     candidates = ([merged] if len(merged) > 1 else []) + passed
     share = PARTS_SHARE
-    if pairs_only:
-        candidates, share = [r for r in passed if r.test in PAIR_TESTS][:1], PAIR_ONLY_SHARE
+    if pairs not in ("all", "only", "rest"):
+        raise ValueError(f"pairs must be 'all', 'only' or 'rest', got {pairs!r}")
+    if pairs == "only":
+        # a part of one input is matched directly in a second; a wider one trains networks
+        candidates = [merged] if merged else []
+        share = PAIR_ONLY_SHARE if len(merged) == X.shape[1] - 1 else PARTS_SHARE
+    elif pairs == "rest":
+        candidates = [r for r in passed if not (len(merged) == 1 and r is merged[0])]
     exprs: list[sympy.Expr] = []
     first: Split | None = None
-    for n_tried, result in enumerate(candidates[:MAX_STRUCTURES]):
+    n_tried = 0
+    for result in candidates:
+        if n_tried == MAX_STRUCTURES:
+            break
+        if isinstance(result, SeparabilityResult) and result.test in PAIR_TESTS \
+                and not check.passes([], result):
+            log.debug("structure: %s %s fails on the data (local noise %.3g, data's %.3g)",
+                      result.test, result.pair, check.noise([result]), check.noise([]))
+            continue
         if n_tried and (budget.expired(RETRY_BEFORE) or budget.interrupted):
             break
+        n_tried += 1
         found, tree = _solve_structure(X, y, symbols, net, result, oracle, lo, hi, rng,
                                        solve_part, budget, support, share)
         exprs += found

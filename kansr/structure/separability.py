@@ -104,6 +104,9 @@ MAX_OFFSET = 5.0
 MIN_MAGNITUDE = 1e-2
 # A test whose oracle values are non-finite on more than this share of its samples fails.
 MAX_NONFINITE = 0.1
+# Given the data's support, a test needs all its points inside it on at least this share of
+# its samples (else it fails: the network cannot tell there).
+MIN_COVERED_ROWS = 0.25
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,16 @@ def _spread(values: np.ndarray) -> float:
     return spread if spread > 0 else 1.0
 
 
+def _test_points(lo: np.ndarray, hi: np.ndarray, n: int, rng: np.random.Generator,
+                 X: np.ndarray | None) -> np.ndarray:
+    """n points to test at: rows of the data X where given (where the network was fitted:
+    dimensionless groups fill their box unevenly, and a network fitted to 1e-2 on the data
+    was off by 0.2 of the spread on the box), else uniform in the box."""
+    if X is None:
+        return sample_box(lo, hi, n, rng)
+    return np.asarray(X, dtype=np.float64)[rng.integers(len(X), size=n)]
+
+
 def _rms(violation: np.ndarray) -> float:
     """RMS of the finite entries; inf when too many are non-finite."""
     ok = np.isfinite(violation)
@@ -194,15 +207,25 @@ def all_splits(d: int) -> list[Split]:
     return splits
 
 
-def _mixed_values(oracle: Oracle, P: np.ndarray, Q: np.ndarray, split: Split) -> np.ndarray:
-    """(4, n) values f(a,b), f(a,b'), f(a',b), f(a',b') for points P = (a,b), Q = (a',b')."""
+def _mixed_points(P: np.ndarray, Q: np.ndarray, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """The points (a, b') and (a', b) for points P = (a, b), Q = (a', b')."""
     A = list(split[0])
     PQ, QP = Q.copy(), P.copy()
     PQ[:, A] = P[:, A]  # (a, b')
     QP[:, A] = Q[:, A]  # (a', b)
-    n = len(P)
+    return PQ, QP
+
+
+def _mixed_values(oracle: Oracle, P: np.ndarray, Q: np.ndarray, split: Split) -> np.ndarray:
+    """(4, n) values f(a,b), f(a,b'), f(a',b), f(a',b') for points P = (a,b), Q = (a',b')."""
+    PQ, QP = _mixed_points(P, Q, split)
     f = query(oracle, np.concatenate([P, PQ, QP, Q]))
-    return f.reshape(4, n)
+    return f.reshape(4, len(P))
+
+
+def _covered_share(keep: np.ndarray) -> bool:
+    """Enough of a test's points lie in the data's support for its score to count."""
+    return bool(keep.mean() >= MIN_COVERED_ROWS)
 
 
 def _additive_score(f4: np.ndarray, spread: float) -> float:
@@ -256,12 +279,16 @@ def offset_constant(F: np.ndarray, iterations: int = 60) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- split tests
 def split_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
                 splits: Sequence[Split] | None = None, n_pairs: int = 256,
-                grid: int = 20) -> list[SeparabilityResult]:
+                grid: int = 20, support: Support | None = None,
+                X: np.ndarray | None = None) -> list[SeparabilityResult]:
     """Additive, multiplicative and offset-product tests for each split (A, B).
 
     splits: default all splits (d <= MAX_EXHAUSTIVE_D) or `candidate_splits` beyond.
     n_pairs random pairs of points feed the mixed-difference and ratio tests; a grid x grid
-    matrix F_ij = f(a_i, b_j) the offset-product test.
+    matrix F_ij = f(a_i, b_j) the offset-product test. With a `support`, the additive and
+    multiplicative tests count only the pairs whose four points all lie inside it (the
+    network is wild off the data: groups such as z2/z1 and (x1 - x2)/z1 fill a thin part of
+    their box), and fail with fewer than `MIN_COVERED_ROWS` of them.
     """
     lo, hi = check_box(lo, hi)
     d = len(lo)
@@ -270,16 +297,24 @@ def split_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
     if splits is None:
         splits = all_splits(d) if d <= MAX_EXHAUSTIVE_D else candidate_splits(
             oracle, lo, hi, tol, rng, n_pairs=n_pairs)
-    P, Q = sample_box(lo, hi, n_pairs, rng), sample_box(lo, hi, n_pairs, rng)
+    P, Q = _test_points(lo, hi, n_pairs, rng, X), _test_points(lo, hi, n_pairs, rng, X)
     spread = _spread(query(oracle, np.concatenate([P, Q])))
     Ga, Gb = sample_box(lo, hi, grid, rng), sample_box(lo, hi, grid, rng)
+    inside = (support.covered(P) & support.covered(Q)) if support is not None else None
     results = []
     for split in splits:
         split = (tuple(sorted(split[0])), tuple(sorted(split[1])))
         f4 = _mixed_values(oracle, P, Q, split)
-        results.append(SeparabilityResult("additive", _additive_score(f4, spread),
+        scores = (_additive_score(f4, spread), _multiplicative_score(f4, spread))
+        if inside is not None:
+            keep = inside & np.all([support.covered(Z) for Z in _mixed_points(P, Q, split)],
+                                   axis=0)
+            scores = ((_additive_score(f4[:, keep], spread),
+                       _multiplicative_score(f4[:, keep], spread))
+                      if _covered_share(keep) else (np.inf, np.inf))
+        results.append(SeparabilityResult("additive", scores[0],
                                   _threshold("additive", tol), split=split))
-        results.append(SeparabilityResult("multiplicative", _multiplicative_score(f4, spread),
+        results.append(SeparabilityResult("multiplicative", scores[1],
                                   _threshold("multiplicative", tol), split=split))
         results.append(_offset_product(oracle, Ga, Gb, split, spread, tol))
     return results
@@ -444,19 +479,22 @@ def _orientations(i: int, j: int, X: np.ndarray) -> list[tuple[int, int]]:
 def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
                    pairs: Sequence[tuple[int, int]] | None = None,
                    kinds: Sequence[str] = PAIR_TESTS,
-                   n_points: int = 256) -> list[SeparabilityResult]:
+                   n_points: int = 256, support: Support | None = None,
+                   X: np.ndarray | None = None) -> list[SeparabilityResult]:
     """Pair-symmetry tests: f(moved) - f(x) for moves along each combination's level set.
 
     pairs: default all i < j (ratio and homogeneous pairs oriented by `_orientations`). Scores
     are RMS changes per f's spread. "homogeneous" reuses the ratio's moves (scaling x_i and
     x_j alike by e^s) and fits f's degree k under them; it is reported only for k != 0 (the
-    ratio test is k = 0).
+    ratio test is k = 0). With a `support`, only moves between points inside it count (as
+    in `split_tests`).
     """
     lo, hi = check_box(lo, hi)
     d = len(lo)
-    X = sample_box(lo, hi, n_points, rng)
+    X = _test_points(lo, hi, n_points, rng, X)
     f0 = query(oracle, X)
     spread = _spread(f0)
+    inside = support.covered(X) if support is not None else np.ones(len(X), dtype=bool)
     results = []
     for i, j in (pairs if pairs is not None else itertools.combinations(range(d), 2)):
         for kind in kinds:
@@ -464,14 +502,15 @@ def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator,
                 continue
             Y = pair_moves(kind, X, i, j, lo, hi, rng)
             fY = query(oracle, Y)
-            score = _rms((fY - f0) / spread)
+            keep = inside & support.covered(Y) if support is not None else inside
+            score = _rms((fY - f0)[keep] / spread) if _covered_share(keep) else np.inf
             pairs_kind = _orientations(i, j, X) if kind == "ratio" else [(i, j)]
             results += [SeparabilityResult(kind, score, _threshold(kind, tol), pair=p)
                         for p in pairs_kind]
-            if kind == "ratio" and "homogeneous" in kinds:
+            if kind == "ratio" and "homogeneous" in kinds and _covered_share(keep):
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    s = np.log(np.abs(Y[:, i]) / np.abs(X[:, i]))
-                k, h_score = _homogeneous(f0, fY, s, spread)
+                    s = np.log(np.abs(Y[keep, i]) / np.abs(X[keep, i]))
+                k, h_score = _homogeneous(f0[keep], fY[keep], s, spread)
                 if k != 0.0:
                     results += [SeparabilityResult("homogeneous", h_score,
                                                    _threshold("homogeneous", tol), pair=p,
@@ -616,10 +655,6 @@ def affine_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *
     return results
 
 
-#: A shear test needs all four points inside the support on at least this share of its rows.
-MIN_SHEAR_ROWS = 0.25
-
-
 def _four_points(B: np.ndarray, i: int, j: int, hi_: float, hj: float, k: float
                  ) -> list[np.ndarray]:
     """The corners (++, +-, -+, --) around each row of B in the coordinates
@@ -644,7 +679,7 @@ def _shear_score(oracle: Oracle, B: np.ndarray, i: int, j: int, hi_: float, hj: 
     if support is not None:
         for Z in corners:
             ok &= support.covered(Z)
-    if ok.mean() < MIN_SHEAR_ROWS:
+    if ok.mean() < MIN_COVERED_ROWS:
         return float("inf")
     pp, pm, mp, mm = (query(oracle, Z[ok]) for Z in corners)
     additive = (pp + mm - pm - mp) / 2.0
@@ -705,8 +740,10 @@ def separability_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Genera
     need (`shear_tests`, run only where X is given); affine_rng, shear_rng: their own
     generators (default rng), so that they leave the other tests' draws as they were.
     """
-    results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid)
-    results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs)
+    results = split_tests(oracle, lo, hi, tol, rng, n_pairs=n_pairs, grid=grid,
+                          support=support, X=X)
+    results += symmetry_tests(oracle, lo, hi, tol, rng, n_points=n_pairs, support=support,
+                              X=X)
     results += affine_tests(oracle, lo, hi, tol, rng if affine_rng is None else affine_rng,
                             n_points=n_pairs, X=X, support=support)
     if X is not None:
