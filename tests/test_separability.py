@@ -491,3 +491,39 @@ def test_network_parts_give_the_law_from_the_network():
     r = dec.ref
     np.testing.assert_allclose(g.y, g.X[:, 0] * np.exp(r[1]), atol=0.1)
     np.testing.assert_allclose(h.y, r[0] * np.exp(h.X[:, 0]), atol=0.1)
+
+
+def test_split_tests_query_an_oracle_where_the_data_are():
+    # x0 * (x1 + x2) on rows where x2 stays near x1 (x0 independent of both): an oracle
+    # right there and wild off the band (a network between samples) passes the split
+    # {x0} | {x1, x2} queried at the data's rows, and fails it on the box
+    rng = np.random.default_rng(0)
+    x1 = rng.uniform(1, 3, 2000)
+    X = np.column_stack([rng.uniform(1, 3, 2000), x1, x1 + rng.uniform(-0.2, 0.2, 2000)])
+    law = lambda Z: Z[:, 0] * (Z[:, 1] + Z[:, 2]) + np.where(  # noqa: E731
+        np.abs(Z[:, 2] - Z[:, 1]) > 0.3, np.sin(7 * Z[:, 0]), 0.0)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    on_data = _find(split_tests(law, lo, hi, 1e-3, np.random.default_rng(1), X=X,
+                                support=Support(X)), "multiplicative", ((0,), (1, 2)))
+    on_box = _find(split_tests(law, lo, hi, 1e-3, np.random.default_rng(1)),
+                   "multiplicative", ((0,), (1, 2)))
+    assert on_data.passed and not on_box.passed
+
+
+def test_pair_symmetries_and_dropped_columns_are_checked_on_the_data():
+    from kansr.solver.recursion import PairCheck
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 3, (3000, 4))
+    y = np.sin(2 * (X[:, 0] - X[:, 1])) * X[:, 2]  # x3 idle
+    check = PairCheck(X, y)
+    pair = lambda kind, i, j: SeparabilityResult(kind, 0.1, 1.0, pair=(i, j))  # noqa: E731
+    assert check.passes([], pair("difference", 0, 1))
+    for wrong in [pair("sum", 0, 1), pair("ratio", 0, 1), pair("product", 1, 2),
+                  pair("difference", 2, 3)]:
+        assert not check.passes([], wrong), wrong
+    # a pair the network passes but the data contradict is left out of the merged part,
+    # whatever its rank
+    ranked = [pair("product", 0, 3), pair("difference", 0, 1), pair("ratio", 2, 3)]
+    assert disjoint_pairs(ranked, check.passes) == [pair("difference", 0, 1)]
+    assert check.keeps([0, 1, 2]) and not check.keeps([0, 1, 3]) and not check.keeps([1, 2, 3])

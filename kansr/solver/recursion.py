@@ -15,7 +15,7 @@ import sympy
 import torch
 
 from ..compose.front import select_best
-from ..structure.decompose import decompose, pairs_part, recombine
+from ..structure.decompose import decompose, disjoint_pairs, pairs_part, recombine
 from ..structure.separability import (PAIR_TESTS, SeparabilityResult, Support, relevance_tests,
                                       separability_tests)
 from .budget import Budget
@@ -126,24 +126,6 @@ class PairCheck:
         return fewer <= PAIR_NOISE_RATIO * self.noise([]) + PAIR_NOISE_ATOL
 
 
-def verified_pairs(passed: Sequence[SeparabilityResult], check: PairCheck
-                   ) -> list[SeparabilityResult]:
-    """The passed pair symmetries (in rank order) that merge into one part, each sharing no
-    variable with those before it (at most one homogeneous) and each passing `check` added
-    to them."""
-    taken: list[SeparabilityResult] = []
-    used: set[int] = set()
-    for r in passed:
-        if r.test not in PAIR_TESTS or r.pair is None or used & set(r.pair):
-            continue
-        if r.test == "homogeneous" and any(t.test == "homogeneous" for t in taken):
-            continue
-        if check.passes(taken, r):
-            taken.append(r)
-            used |= set(r.pair)
-    return taken
-
-
 #: A part's error floor is at most this share of its variance: a part that barely varies
 #: (next to the oracle's error) is nearly constant, and a looser floor would accept anything.
 MAX_PART_FLOOR = 1e-2
@@ -243,7 +225,7 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     # sum of three inputs in one step); the top pair alone is the fallback. A pair whose part
     # the data contradict is dropped (`PairCheck`).
     check = PairCheck(X, y, seed)
-    merged = verified_pairs(passed, check)
+    merged = disjoint_pairs(passed, check.passes)
     candidates = ([merged] if len(merged) > 1 else []) + passed
     share = PARTS_SHARE
     if pairs not in ("all", "only", "rest"):

@@ -23,7 +23,7 @@ with the same pipeline; `recombine` puts the constants back exactly:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import sympy
@@ -227,12 +227,12 @@ def pairs_part(oracle: Oracle, results: Sequence[SeparabilityResult], lo, hi,
                        X=X, y=y, n=n, degree=(scaled[0].degree or 0.0) if scaled else 0.0)
 
 
-def disjoint_pairs(passed: Sequence[SeparabilityResult]) -> list[SeparabilityResult]:
-    """The first of `passed` (ranked) if it is a pair symmetry, and after it every later
-    passed pair symmetry that shares no variable with those taken (at most one of them
-    homogeneous); else []."""
-    if not passed or passed[0].test not in PAIR_TESTS:
-        return []
+def disjoint_pairs(passed: Sequence[SeparabilityResult],
+                   accept: Callable[[list[SeparabilityResult], SeparabilityResult], bool]
+                   | None = None) -> list[SeparabilityResult]:
+    """The pair symmetries among `passed` (ranked) that merge into one part: in rank order,
+    each that shares no variable with those taken (at most one of them homogeneous) and that
+    `accept(taken, pair)` accepts (default: all)."""
     taken: list[SeparabilityResult] = []
     used: set[int] = set()
     for r in passed:
@@ -240,8 +240,9 @@ def disjoint_pairs(passed: Sequence[SeparabilityResult]) -> list[SeparabilityRes
             continue
         if r.test == "homogeneous" and any(t.test == "homogeneous" for t in taken):
             continue
-        taken.append(r)
-        used |= set(r.pair)
+        if accept is None or accept(taken, r):
+            taken.append(r)
+            used |= set(r.pair)
     return taken
 
 
