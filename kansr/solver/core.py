@@ -29,7 +29,7 @@ from .formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, ExactRule, 
     SymbolicSettings, direct_formulas, formula_front, near_exact, network_formulas, \
     one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
-from .recursion import MAX_DEPTH, MAX_PART_FLOOR, Split, ignored_columns, \
+from .recursion import MAX_DEPTH, MAX_PART_FLOOR, Split, ignored_columns, power_factors, \
     separated_formulas
 from .scaling import Scaling
 from .shapes import PRODUCT_LINE_GRID, PRODUCT_LINE_REL_MSE, SCREEN_ROWS, Architecture, \
@@ -315,6 +315,35 @@ def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[Tr
     return found, tree
 
 
+#: Share of the budget the problem without its power-law factors gets.
+POWER_SHARE = 0.8
+
+
+def _without_power_factors(problem: Problem, opts: SolverOptions, budget: Budget, seed: int,
+                           depth: int) -> tuple[list[sympy.Expr], Split | None]:
+    """The problem solved again without the inputs y is a power of (f = x_k^a F(rest),
+    `power_factors`, checked on the data): y / prod x_k^a on the data's own rows in the
+    other columns, its formulas times prod x_k^a."""
+    factors = power_factors(problem.X, problem.y, seed)
+    if not factors:
+        return [], None
+    drop = [k for k, _ in factors]
+    keep = [k for k in range(problem.X.shape[1]) if k not in drop]
+    monomial = sympy.Mul(*[problem.symbols[k] ** sympy.nsimplify(a) for k, a in factors])
+    scale = np.prod([problem.X[:, k] ** a for k, a in factors], axis=0)
+    names = [s.name for s in problem.symbols]
+    log.info("structure: y = %s * F(%s)", monomial, ", ".join(names[k] for k in keep))
+    sub = solve(Problem(problem.X[:, keep], problem.y / scale,
+                        [problem.symbols[k] for k in keep], problem.error_floor,
+                        problem.transformed), opts, budget.slice(POWER_SHARE), seed, depth)
+    found = [monomial * e for e in sub.front["sympy"]] if not sub.front.empty else []
+    tree = Split("power", names, 0.0, parts=[sub.decomposition],
+                 part_variables=[[names[k] for k in keep]])
+    if found:
+        tree.formula = str(found[-1])
+    return found, tree
+
+
 #: On noisy data a formula within this factor of the noise floor ends the search early (the
 #: floor is itself an estimate, good to a few per cent).
 NOISE_EXACT_RATIO = 1.1
@@ -422,6 +451,25 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             log.info("one-variable law matched directly: no network trained")
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
                                interrupted=budget.interrupted, noise_floor=floor)
+    decomposition = None
+    if X.shape[1] >= 2 and opts.width is None:
+        # Inputs the law is a power of: the smaller problem on the same rows comes first
+        # (G*m1*m2/r^2 leaves r alone; a network of all inputs must fit every factor).
+        try:
+            found, decomposition = _without_power_factors(problem, opts, budget, seed, depth)
+        except SearchInterrupted:
+            budget.interrupt()
+            found = []
+        exprs += found
+        noisy = noise_floor(noise_rel)
+        exact = near_exact(found, symbols, X, y)  # to round-off: the data are noise-free
+        if exact or budget.interrupted or (
+                noisy and near_exact(found, symbols, X, y, exact_rule(noisy, True))):
+            return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
+                               interrupted=budget.interrupted,
+                               noise_floor=0.0 if exact else noisy, decomposition=decomposition)
+        if decomposition is not None:
+            budget = budget.slice(1.0)  # what the smaller problem left, in the usual shares
     transform = None
     if not problem.transformed and X.shape[1] >= 2 and opts.width is None:
         # A transform the cheap probe strongly favours is solved first, in half the budget:
@@ -461,7 +509,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
              noise_rel, best_val, floor)
     tol = exact_rule(floor, noise_floor(data_noise, best_val) > 0)
     result = SolveResult(pd.DataFrame(), networks, scaling, noise_floor=floor,
-                         decomposition=early.tree, transform=transform)
+                         decomposition=early.tree or decomposition, transform=transform)
     failures: list[str] = []
     pairs_looked = False  # the pairs-only look ran on the most accurate network
     can_split = depth < MAX_DEPTH and X.shape[1] >= 2 and bool(networks)

@@ -59,8 +59,10 @@ def _neighbours(d: int, n: int, per_param: int) -> int:
 
 
 def _local_fits(Xs: np.ndarray, y: np.ndarray, queries: np.ndarray, include_self: bool,
-                per_param: int = ESTIMATE_NEIGHBOURS) -> tuple[np.ndarray, np.ndarray]:
-    """Prediction and leverage at each query row from the local fit through its neighbours."""
+                per_param: int = ESTIMATE_NEIGHBOURS
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prediction, leverage and slopes (m, d) at each query row from the local fit through
+    its neighbours."""
     n, d = Xs.shape
     k = _neighbours(d, n, per_param)
     nn = NearestNeighbors(n_neighbors=k + 1).fit(Xs)
@@ -78,7 +80,7 @@ def _local_fits(Xs: np.ndarray, y: np.ndarray, queries: np.ndarray, include_self
     # at the query the centred design row is (1, 0, ..., 0): prediction and leverage
     pred = coef[:, 0]
     lev = np.linalg.solve(AtA, np.eye(p)[:, :1][None].repeat(len(idx), 0))[:, 0, 0]
-    return pred, lev
+    return pred, lev, coef[:, 1: d + 1]
 
 
 def _unit_inputs(X: np.ndarray) -> np.ndarray:
@@ -104,10 +106,28 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0, keep: float = KE
     peak = float(np.max(np.abs(y)))  # squares of values near 1e300 would overflow
     rng = np.random.default_rng(seed)
     queries = rng.permutation(n)[:MAX_QUERIES]
-    pred, lev = _local_fits(_unit_inputs(X), y / peak, queries, include_self=False)
+    pred, lev, _ = _local_fits(_unit_inputs(X), y / peak, queries, include_self=False)
     r2 = (y[queries] / peak - pred) ** 2 / (1.0 + lev)
     kept = np.sort(r2)[: max(int(keep * len(r2)), 1)]
     return float(np.sqrt(np.mean(kept) / _trimmed_chi2_mean(keep))) * peak
+
+
+def local_elasticities(X: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(m, d) elasticities d log|y| / d log x_k at up to `MAX_QUERIES` rows: the slopes of the
+    same local fits, with log|y| as the target and the positive columns as logs (a power law
+    y = c x_k^a has elasticity a in x_k everywhere); NaN for the other columns. y must be of
+    one sign, without zeros."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if not (np.all(y > 0) or np.all(y < 0)):
+        raise ValueError("elasticities need a target of one sign, without zeros")
+    positive = np.all(X > 0, axis=0)
+    Z = np.where(positive, np.log(np.where(positive, X, 1.0)), X)
+    queries = np.random.default_rng(seed).permutation(len(X))[:MAX_QUERIES]
+    _, _, slopes = _local_fits(_unit_inputs(Z), np.log(np.abs(y)), queries, include_self=False)
+    lo, hi = Z.min(axis=0), Z.max(axis=0)
+    half = np.where(hi > lo, hi / 2 - lo / 2, 1.0)  # `_unit_inputs`' scale
+    return np.where(positive, slopes / half, np.nan)
 
 
 def noise_bound(X: np.ndarray, y: np.ndarray, seed: int, front: pd.DataFrame,

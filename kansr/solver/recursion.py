@@ -20,7 +20,7 @@ from ..structure.separability import (PAIR_TESTS, SeparabilityResult, Support, r
                                       separability_tests)
 from .budget import Budget
 from .formulas import ExactRule, near_exact, refit_and_polish
-from .noise import estimate_noise, relative_noise
+from .noise import estimate_noise, local_elasticities, relative_noise
 from .scaling import Scaling
 from .shapes import TrainedNetwork
 
@@ -124,6 +124,44 @@ class PairCheck:
         with np.errstate(all="ignore"):
             fewer = relative_noise(estimate_noise(X, y, self.seed), y)
         return fewer <= PAIR_NOISE_RATIO * self.noise([]) + PAIR_NOISE_ATOL
+
+
+#: A power-law factor's exponent snaps to a multiple of this, within this bound (laws have
+#: small rational powers: x^2, 1/x, sqrt(x), x^(3/2)).
+POWER_STEP, MAX_POWER = 0.5, 4.0
+
+
+def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[tuple[int, float]]:
+    """Inputs x_k > 0 that y is a power of times a function of the other inputs, f = x_k^a
+    F(rest), found and checked on the data: a is the median local elasticity of y in x_k
+    (`local_elasticities`) snapped to a multiple of `POWER_STEP`, and y / x_k^a must stay a
+    function of the other columns by the rule of `PairCheck` (dividing by a wrong power
+    leaves x_k's effect, which the others do not explain). Columns are taken one at a
+    time, steadiest elasticity first, those whose elasticity's interquartile range is within
+    half a step; at least one column is left. Returns [(k, a)]."""
+    n, d = X.shape
+    if d < 2 or not (np.all(y > 0) or np.all(y < 0)) or n < 4 * (2 * d + 1):
+        return []
+    with np.errstate(all="ignore"):
+        E = local_elasticities(X, y, seed)
+    spread = np.nanquantile(E, 0.75, axis=0) - np.nanquantile(E, 0.25, axis=0)
+    # an elasticity whose middle half spans more than half a step is no one power
+    order = [k for k in np.argsort(spread) if spread[k] <= POWER_STEP / 2]
+    factors: list[tuple[int, float]] = []
+    cols, z = list(range(d)), np.asarray(y, dtype=float)
+    base = PairCheck(X, z, seed).noise([])
+    for k in order:
+        a = float(np.clip(np.round(np.nanmedian(E[:, k]) / POWER_STEP) * POWER_STEP,
+                          -MAX_POWER, MAX_POWER))
+        if a == 0.0 or len(cols) == 1:
+            continue
+        rest = [c for c in cols if c != k]
+        z_new = z / X[:, k] ** a
+        noise = PairCheck(X[:, rest], z_new, seed).noise([])
+        if noise <= PAIR_NOISE_RATIO * base + PAIR_NOISE_ATOL:
+            factors.append((int(k), a))
+            cols, z, base = rest, z_new, noise
+    return factors
 
 
 #: A part's error floor is at most this share of its variance: a part that barely varies
