@@ -502,6 +502,14 @@ UNIT_LAWS = {
     "lorentz_length": (["x", "u", "c", "t"], ["m", "m/s", "m/s", "s"], "m",
                        [(5, 10), (1, 2), (3, 20), (1, 2)],
                        lambda x, u, c, t: (x - u * t) / sp.sqrt(1 - u ** 2 / c ** 2)),
+    # Feynman I.9.18, gravity between two points in 3-D (the ranges of the Feynman table): the
+    # mass ratio is a power-law factor, the coordinates pair into three differences, and
+    # 1/y is then a sum of three squares
+    "gravity_in_3d": (["m1", "m2", "G", "x1", "x2", "y1", "y2", "z1", "z2"],
+                      ["kg", "kg", "m^3/(kg*s^2)"] + ["m"] * 6, "kg*m/s^2",
+                      [(1, 2), (1, 2), (1, 2), (3, 4), (1, 2), (3, 4), (1, 2), (3, 4), (1, 2)],
+                      lambda m1, m2, G, x1, x2, y1, y2, z1, z2: G * m1 * m2 / (
+                          (x2 - x1) ** 2 + (y2 - y1) ** 2 + (z2 - z1) ** 2)),
 }
 
 

@@ -527,3 +527,15 @@ def test_pair_symmetries_and_dropped_columns_are_checked_on_the_data():
     ranked = [pair("product", 0, 3), pair("difference", 0, 1), pair("ratio", 2, 3)]
     assert disjoint_pairs(ranked, check.passes) == [pair("difference", 0, 1)]
     assert check.keeps([0, 1, 2]) and not check.keeps([0, 1, 3]) and not check.keeps([1, 2, 3])
+
+
+def test_power_law_factors_are_found_on_the_data():
+    from kansr.solver.recursion import power_factors
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 3, (3000, 4))
+    y = X[:, 0] ** 2 * np.sin(X[:, 1]) / np.sqrt(X[:, 2]) * np.exp(X[:, 3] / 3)
+    assert sorted(power_factors(X, y)) == [(0, 2.0), (2, -0.5)]
+    # a factor that is no power (exp) stays, as does a law of one sign change
+    assert power_factors(X, np.exp(X[:, 0]) * X[:, 1]) == [(1, 1.0)]
+    assert power_factors(X, X[:, 0] * (X[:, 1] - 2)) == []
