@@ -144,14 +144,16 @@ def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[tuple[int
         return []
     with np.errstate(all="ignore"):
         E = local_elasticities(X, y, seed)
-    spread = np.nanquantile(E, 0.75, axis=0) - np.nanquantile(E, 0.25, axis=0)
+    spread = np.full(d, np.inf)
+    has = np.all(np.isfinite(E), axis=0)  # the positive columns
+    spread[has] = np.quantile(E[:, has], 0.75, axis=0) - np.quantile(E[:, has], 0.25, axis=0)
     # an elasticity whose middle half spans more than half a step is no one power
     order = [k for k in np.argsort(spread) if spread[k] <= POWER_STEP / 2]
     factors: list[tuple[int, float]] = []
     cols, z = list(range(d)), np.asarray(y, dtype=float)
     base = PairCheck(X, z, seed).noise([])
     for k in order:
-        a = float(np.clip(np.round(np.nanmedian(E[:, k]) / POWER_STEP) * POWER_STEP,
+        a = float(np.clip(np.round(np.median(E[:, k]) / POWER_STEP) * POWER_STEP,
                           -MAX_POWER, MAX_POWER))
         if a == 0.0 or len(cols) == 1:
             continue
