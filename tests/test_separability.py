@@ -511,12 +511,12 @@ def test_split_tests_query_an_oracle_where_the_data_are():
 
 
 def test_pair_symmetries_and_dropped_columns_are_checked_on_the_data():
-    from kansr.solver.recursion import PairCheck
+    from kansr.solver.recursion import ReductionCheck
 
     rng = np.random.default_rng(0)
     X = rng.uniform(1, 3, (3000, 4))
     y = np.sin(2 * (X[:, 0] - X[:, 1])) * X[:, 2]  # x3 idle
-    check = PairCheck(X, y)
+    check = ReductionCheck(X, y)
     pair = lambda kind, i, j: SeparabilityResult(kind, 0.1, 1.0, pair=(i, j))  # noqa: E731
     assert check.passes([], pair("difference", 0, 1))
     for wrong in [pair("sum", 0, 1), pair("ratio", 0, 1), pair("product", 1, 2),

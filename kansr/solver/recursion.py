@@ -89,15 +89,29 @@ PAIR_NOISE_RATIO = 1.5
 PAIR_NOISE_ATOL = 1e-10
 
 
-class PairCheck:
-    """Pair symmetries checked on the data X (N, d), y (N,) (see `PAIR_NOISE_RATIO`)."""
+def local_noise(X: np.ndarray, y: np.ndarray, seed: int = 0) -> float:
+    """`estimate_noise` as a share of var(y); inf where X or y is not finite."""
+    with np.errstate(all="ignore"):
+        if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+            return float("inf")
+        return relative_noise(estimate_noise(X, y, seed), y)
+
+
+def no_noisier(reduced: float, before: float) -> bool:
+    """A reduction's local noise (`local_noise`) is within `PAIR_NOISE_RATIO` of before."""
+    return reduced <= PAIR_NOISE_RATIO * before + PAIR_NOISE_ATOL
+
+
+class ReductionCheck:
+    """Reductions of the data X (N, d), y (N,) checked on the data: disjoint pair symmetries
+    merged into one part, and columns dropped (see `PAIR_NOISE_RATIO`)."""
 
     def __init__(self, X: np.ndarray, y: np.ndarray, seed: int = 0):
         self.X, self.y, self.seed = X, y, seed
         self._noise: dict[tuple, float] = {}
 
     def noise(self, pairs: Sequence[SeparabilityResult]) -> float:
-        """Relative local noise estimate of the part that merges `pairs` (none: the data)."""
+        """`local_noise` of the part that merges `pairs` (none: the data)."""
         key = tuple((r.test, r.pair, r.degree) for r in pairs)
         if key not in self._noise:
             X, y = self.X, self.y
@@ -105,25 +119,19 @@ class PairCheck:
                 part = pairs_part(None, list(pairs), X.min(axis=0), X.max(axis=0),
                                   np.random.default_rng(self.seed), X=X, y=y).parts[0]
                 X, y = part.X, part.y
-            with np.errstate(all="ignore"):
-                finite = bool(np.all(np.isfinite(X)) and np.all(np.isfinite(y)))
-                self._noise[key] = (relative_noise(estimate_noise(X, y, self.seed), y)
-                                    if finite else np.inf)
+            self._noise[key] = local_noise(X, y, self.seed)
         return self._noise[key]
 
     def passes(self, taken: Sequence[SeparabilityResult], result: SeparabilityResult) -> bool:
         """Does adding the pair `result` to the disjoint pairs `taken` keep y a function of
         the part's columns?"""
-        before = self.noise(taken)
-        return self.noise(list(taken) + [result]) <= PAIR_NOISE_RATIO * before + PAIR_NOISE_ATOL
+        return no_noisier(self.noise(list(taken) + [result]), self.noise(taken))
 
     def keeps(self, columns: Sequence[int]) -> bool:
         """Is y still a function of the data's `columns` alone (the others dropped)? The same
         rule: a column the law uses leaves variation the others do not explain."""
-        X, y = self.X[:, list(columns)], self.y
-        with np.errstate(all="ignore"):
-            fewer = relative_noise(estimate_noise(X, y, self.seed), y)
-        return fewer <= PAIR_NOISE_RATIO * self.noise([]) + PAIR_NOISE_ATOL
+        return no_noisier(local_noise(self.X[:, list(columns)], self.y, self.seed),
+                          self.noise([]))
 
 
 #: A power-law factor's exponent snaps to a multiple of this, within this bound (laws have
@@ -135,7 +143,7 @@ def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[tuple[int
     """Inputs x_k > 0 that y is a power of times a function of the other inputs, f = x_k^a
     F(rest), found and checked on the data: a is the median local elasticity of y in x_k
     (`local_elasticities`) snapped to a multiple of `POWER_STEP`, and y / x_k^a must stay a
-    function of the other columns by the rule of `PairCheck` (dividing by a wrong power
+    function of the other columns (`no_noisier`: dividing by a wrong power
     leaves x_k's effect, which the others do not explain). Columns are taken one at a
     time, steadiest elasticity first, those whose elasticity's interquartile range is within
     half a step; at least one column is left. Returns [(k, a)]."""
@@ -151,7 +159,7 @@ def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[tuple[int
     order = [k for k in np.argsort(spread) if spread[k] <= POWER_STEP / 2]
     factors: list[tuple[int, float]] = []
     cols, z = list(range(d)), np.asarray(y, dtype=float)
-    base = PairCheck(X, z, seed).noise([])
+    base = local_noise(X, z, seed)
     for k in order:
         a = float(np.clip(np.round(np.median(E[:, k]) / POWER_STEP) * POWER_STEP,
                           -MAX_POWER, MAX_POWER))
@@ -159,8 +167,8 @@ def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[tuple[int
             continue
         rest = [c for c in cols if c != k]
         z_new = z / X[:, k] ** a
-        noise = PairCheck(X[:, rest], z_new, seed).noise([])
-        if noise <= PAIR_NOISE_RATIO * base + PAIR_NOISE_ATOL:
+        noise = local_noise(X[:, rest], z_new, seed)
+        if no_noisier(noise, base):
             factors.append((int(k), a))
             cols, z, base = rest, z_new, noise
     return factors
@@ -216,10 +224,11 @@ def irrelevant_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, see
 
 def ignored_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, y: np.ndarray,
                     seed: int) -> list[int]:
-    """`irrelevant_columns` that the data confirm (`PairCheck.keeps`): a network fitted
+    """`irrelevant_columns` that the data confirm (`ReductionCheck.keeps`): a network fitted
     loosely passes a column whose effect is within its error."""
     drop = irrelevant_columns(net, scaling, X, seed)
-    if drop and not PairCheck(X, y, seed).keeps([k for k in range(X.shape[1]) if k not in drop]):
+    if drop and not ReductionCheck(X, y, seed).keeps(
+            [k for k in range(X.shape[1]) if k not in drop]):
         log.info("structure: the network ignores columns %s, the data do not", drop)
         return []
     return drop
@@ -263,8 +272,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
                  ranked[0].test, ranked[0].margin)
     # Disjoint pair symmetries merge into one part first (a sum of three products becomes a
     # sum of three inputs in one step); the top pair alone is the fallback. A pair whose part
-    # the data contradict is dropped (`PairCheck`).
-    check = PairCheck(X, y, seed)
+    # the data contradict is dropped (`ReductionCheck`).
+    check = ReductionCheck(X, y, seed)
     merged = disjoint_pairs(passed, check.passes)
     candidates = ([merged] if len(merged) > 1 else []) + passed
     share = PARTS_SHARE
