@@ -539,3 +539,18 @@ def test_power_law_factors_are_found_on_the_data():
     # a factor that is no power (exp) stays, as does a law of one sign change
     assert power_factors(X, np.exp(X[:, 0]) * X[:, 1]) == [(1, 1.0)]
     assert power_factors(X, X[:, 0] * (X[:, 1] - 2)) == []
+
+
+def test_a_homogeneous_pair_on_noisy_data_passes_the_data_check():
+    # y = exp(-(x0/x1)^2/2)/x1 with 1 % noise: the part y*x1 in x0/x1 carries the noise times
+    # x1, which the check carries along (held to the data's relative noise, it failed)
+    from kansr.solver.recursion import ReductionCheck
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(-2, 2, 5000), rng.uniform(1, 3, (5000, 2))])
+    law = np.exp(-(X[:, 0] / X[:, 1]) ** 2 / 2) / X[:, 1]
+    y = law + 0.01 * np.sqrt(np.mean(law ** 2)) * rng.normal(size=5000)
+    check = ReductionCheck(X, y)
+    right = SeparabilityResult("homogeneous", 0.1, 1.0, pair=(0, 1), degree=-1.0)
+    wrong = SeparabilityResult("homogeneous", 0.1, 1.0, pair=(0, 2), degree=-1.0)
+    assert check.passes([], right) and not check.passes([], wrong)
