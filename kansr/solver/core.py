@@ -452,9 +452,14 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
                                interrupted=budget.interrupted, noise_floor=floor)
     decomposition = None
-    if X.shape[1] >= 2 and opts.width is None:
+    screen = np.random.default_rng(seed).permutation(len(X))[:SCREEN_ROWS]
+    if X.shape[1] >= 2 and opts.width is None and not _plain_one_node(
+            torch.as_tensor(scaling.x(X[screen])), torch.as_tensor(scaling.y(y[screen])[:, None]),
+            0.0):  # (the local noise estimate of noise-free data in 9 inputs is curvature)
         # Inputs the law is a power of: the smaller problem on the same rows comes first
-        # (G*m1*m2/r^2 leaves r alone; a network of all inputs must fit every factor).
+        # (G*m1*m2/r^2 leaves the distance alone; a network of all inputs must fit every
+        # factor). Not where y is a plain product or sum of one-variable functions: the
+        # one-node network reads those fast, and gives the fitted model its network.
         try:
             found, decomposition = _without_power_factors(problem, opts, budget, seed, depth)
         except SearchInterrupted:

@@ -238,7 +238,7 @@ def ignored_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, y: np.
     """`irrelevant_columns` that the data confirm (`ReductionCheck.keeps`): a network fitted
     loosely passes a column whose effect is within its error."""
     drop = irrelevant_columns(net, scaling, X, seed)
-    if drop and not ReductionCheck(X, y, seed).keeps(
+    if 0 < len(drop) < X.shape[1] and not ReductionCheck(X, y, seed).keeps(
             [k for k in range(X.shape[1]) if k not in drop]):
         log.info("structure: the network ignores columns %s, the data do not", drop)
         return []
