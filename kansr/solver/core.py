@@ -315,6 +315,18 @@ def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[Tr
     return found, tree
 
 
+def _settles(found: list[sympy.Expr], symbols, X: np.ndarray, y: np.ndarray,
+             noise_rel: float) -> float | None:
+    """Does a smaller problem's `found` end the search? Its noise floor if so (0.0 for a
+    formula exact to round-off: the data are noise-free), else None."""
+    if near_exact(found, symbols, X, y):
+        return 0.0
+    noisy = noise_floor(noise_rel)
+    if noisy and near_exact(found, symbols, X, y, exact_rule(noisy, True)):
+        return noisy
+    return None
+
+
 #: Share of the budget the problem without its power-law factors gets.
 POWER_SHARE = 0.8
 
@@ -466,13 +478,11 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             budget.interrupt()
             found = []
         exprs += found
-        noisy = noise_floor(noise_rel)
-        exact = near_exact(found, symbols, X, y)  # to round-off: the data are noise-free
-        if exact or budget.interrupted or (
-                noisy and near_exact(found, symbols, X, y, exact_rule(noisy, True))):
+        settled = _settles(found, symbols, X, y, noise_rel)
+        if settled is not None:
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
-                               interrupted=budget.interrupted,
-                               noise_floor=0.0 if exact else noisy, decomposition=decomposition)
+                               interrupted=budget.interrupted, noise_floor=settled,
+                               decomposition=decomposition)
         if decomposition is not None:
             budget = budget.slice(1.0)  # what the smaller problem left, in the usual shares
     transform = None
@@ -486,12 +496,11 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             budget.interrupt()
             found = []
         exprs += found
-        sub_noisy = noise_floor(noise_rel)
-        if near_exact(found, symbols, X, y) or (
-                sub_noisy and near_exact(found, symbols, X, y, exact_rule(sub_noisy, True))):
+        settled = _settles(found, symbols, X, y, noise_rel)
+        if settled is not None:
             log.info("law found under the output transform %s", transform)
             return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
-                               interrupted=budget.interrupted, noise_floor=sub_noisy,
+                               interrupted=budget.interrupted, noise_floor=settled,
                                transform=transform)
         if transform is not None:
             # the search on y itself: what the transform left, in its usual shares (its
