@@ -263,6 +263,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     (refitted on X, y) and the tree of the first structure that gave the law, else of the
     first tried.
     """
+    if pairs not in ("all", "only", "rest"):
+        raise ValueError(f"pairs must be 'all', 'only' or 'rest', got {pairs!r}")
     oracle = network_oracle(net, scaling)
     tol = oracle_tol(net)
     lo, hi = X.min(axis=0), X.max(axis=0)
@@ -288,8 +290,6 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     merged = disjoint_pairs(passed, check.passes)
     candidates = ([merged] if len(merged) > 1 else []) + passed
     share = PARTS_SHARE
-    if pairs not in ("all", "only", "rest"):
-        raise ValueError(f"pairs must be 'all', 'only' or 'rest', got {pairs!r}")
     if pairs == "only":
         # a part of one input is matched directly in a second; a wider one trains networks
         candidates = [merged] if merged else []
