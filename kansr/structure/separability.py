@@ -296,7 +296,8 @@ def split_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator, *,
     matrix F_ij = f(a_i, b_j) the offset-product test. With a `support`, the additive and
     multiplicative tests count only the pairs whose four points all lie inside it (the
     network is wild off the data: groups such as z2/z1 and (x1 - x2)/z1 fill a thin part of
-    their box), and fail with fewer than `MIN_COVERED_ROWS` of them.
+    their box), and fail with fewer than `MIN_COVERED_ROWS` of them. X: the data's rows, drawn
+    as the test points (`_test_points`; else uniform in the box).
     """
     lo, hi = check_box(lo, hi)
     d = len(lo)
@@ -494,8 +495,8 @@ def symmetry_tests(oracle: Oracle, lo, hi, tol: float, rng: np.random.Generator,
     pairs: default all i < j (ratio and homogeneous pairs oriented by `_orientations`). Scores
     are RMS changes per f's spread. "homogeneous" reuses the ratio's moves (scaling x_i and
     x_j alike by e^s) and fits f's degree k under them; it is reported only for k != 0 (the
-    ratio test is k = 0). With a `support`, only moves between points inside it count (as
-    in `split_tests`).
+    ratio test is k = 0). With a `support`, only moves between points inside it count; X,
+    the data's rows, are where the moves start (as in `split_tests`).
     """
     lo, hi = check_box(lo, hi)
     d = len(lo)
