@@ -29,8 +29,8 @@ from .formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, ExactRule, 
     SymbolicSettings, direct_formulas, formula_front, near_exact, network_formulas, \
     one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
-from .recursion import MAX_DEPTH, MAX_PART_FLOOR, Split, ignored_columns, power_factors, \
-    separated_formulas
+from .recursion import MAX_DEPTH, MAX_PART_FLOOR, ReductionCheck, Split, ignored_columns, \
+    power_factors, separated_formulas
 from .scaling import Scaling
 from .shapes import PRODUCT_LINE_GRID, PRODUCT_LINE_REL_MSE, SCREEN_ROWS, Architecture, \
     TrainedNetwork, TrainSettings, default_architectures, train_shape
@@ -250,7 +250,7 @@ FIRST_SYMBOLIC_SHARE = 0.5
 
 def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
            scaling: Scaling, budget: Budget, seed: int, depth: int, exact: ExactRule,
-           pairs: str = "all") -> tuple[list, object]:
+           check: ReductionCheck, pairs: str = "all") -> tuple[list, object]:
     """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
     def solve_part(X, y, symbols, part_budget, error_floor=0.0):
         return solve(Problem(X, y, symbols, error_floor), opts, part_budget, seed, depth + 1)
@@ -258,7 +258,7 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
     oracle_net = min(networks, key=lambda n: n.val_mse)
     try:
         return separated_formulas(problem.X, problem.y, problem.symbols, oracle_net, scaling,
-                                  solve_part, budget, seed, exact, pairs)
+                                  solve_part, budget, seed, exact, pairs, check)
     except SearchInterrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - the unsplit search still answers
@@ -292,12 +292,12 @@ IRRELEVANT_SHARE = 0.8
 
 
 def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
-                        scaling: Scaling, budget: Budget, seed: int, depth: int
-                        ) -> tuple[list[sympy.Expr], Split | None]:
+                        scaling: Scaling, budget: Budget, seed: int, depth: int,
+                        check: ReductionCheck) -> tuple[list[sympy.Expr], Split | None]:
     """The problem solved again without the inputs the best network ignores (the data's own
     rows, one or more columns fewer): its formulas are formulas of the whole problem."""
     best = min(networks, key=lambda n: n.val_mse)
-    drop = ignored_columns(best, scaling, problem.X, problem.y, seed)
+    drop = ignored_columns(best, scaling, check, seed)
     if not drop or len(drop) == problem.X.shape[1]:
         return [], None
     keep = [k for k in range(problem.X.shape[1]) if k not in drop]
@@ -313,6 +313,17 @@ def _without_irrelevant(problem: Problem, opts: SolverOptions, networks: list[Tr
     if found:
         tree.formula = str(found[-1])
     return found, tree
+
+
+def _unless_interrupted(budget: Budget, run: Callable[[], tuple[list, object]]
+                        ) -> tuple[list, object]:
+    """run() (a smaller problem's formulas and what it records), or ([], None) after a
+    first Ctrl-C, which it marks on the budget: the search then wraps up with what it has."""
+    try:
+        return run()
+    except SearchInterrupted:
+        budget.interrupt()
+        return [], None
 
 
 def _settles(found: list[sympy.Expr], symbols, X: np.ndarray, y: np.ndarray,
@@ -332,11 +343,12 @@ POWER_SHARE = 0.8
 
 
 def _without_power_factors(problem: Problem, opts: SolverOptions, budget: Budget, seed: int,
-                           depth: int) -> tuple[list[sympy.Expr], Split | None]:
+                           depth: int, check: ReductionCheck
+                           ) -> tuple[list[sympy.Expr], Split | None]:
     """The problem solved again without the inputs y is a power of (f = x_k^a F(rest),
     `power_factors`, checked on the data): y / prod x_k^a on the data's own rows in the
     other columns, its formulas times prod x_k^a."""
-    factors = power_factors(problem.X, problem.y, seed)
+    factors = power_factors(problem.X, problem.y, seed, check.noise([]))
     if not factors:
         return [], None
     drop = [k for k, _ in factors]
@@ -392,7 +404,8 @@ class _EarlyRead:
 
 
 def _early_reader(problem: Problem, opts: SolverOptions, scaling: Scaling, budget: Budget,
-                  seed: int, depth: int, noise_rel: float, early: _EarlyRead) -> Callable:
+                  seed: int, depth: int, noise_rel: float, early: _EarlyRead,
+                  check: ReductionCheck) -> Callable:
     """`train_networks`' read_first: reads a close one-node network of noise-free data into
     `early`, and says whether the law came out exact to round-off."""
     X, y, symbols = problem.X, problem.y, problem.symbols
@@ -405,7 +418,7 @@ def _early_reader(problem: Problem, opts: SolverOptions, scaling: Scaling, budge
         try:
             if _through_combinations(Xt, yt, noise_rel, depth):  # as `solve` does below
                 found, early.tree = _split(problem, opts, [net], scaling, budget, seed, depth,
-                                           rule, pairs="only")
+                                           rule, check, pairs="only")
                 early.pairs_net = net
                 early.exprs += found
                 if near_exact(found, symbols, X, y, rule):
@@ -443,6 +456,9 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     data_noise = relative_noise(estimate_noise(X, y, seed, keep=1.0 if X.shape[1] == 1
                                                else KEEP), y)
     noise_rel = max(data_noise, problem.error_floor)
+    # reductions of these rows are checked against the data's own local noise, computed once
+    # (with one input it is averaged differently, and nothing reduces)
+    check = ReductionCheck(X, y, seed, noise=data_noise if X.shape[1] > 1 else None)
     exprs: list[sympy.Expr] = []
     if np.ptp(y) == 0:  # a part of a split can be constant
         return SolveResult(formula_front([sympy.Float(float(y[0]))], symbols, X, y), [],
@@ -467,16 +483,13 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     screen = np.random.default_rng(seed).permutation(len(X))[:SCREEN_ROWS]
     if X.shape[1] >= 2 and opts.width is None and not _plain_one_node(
             torch.as_tensor(scaling.x(X[screen])), torch.as_tensor(scaling.y(y[screen])[:, None]),
-            0.0):  # (the local noise estimate of noise-free data in 9 inputs is curvature)
+            0.0):  # (with the noise estimate, I.9.18's 9 inputs passed as a plain product)
         # Inputs the law is a power of: the smaller problem on the same rows comes first
         # (G*m1*m2/r^2 leaves the distance alone; a network of all inputs must fit every
         # factor). Not where y is a plain product or sum of one-variable functions: the
         # one-node network reads those fast, and gives the fitted model its network.
-        try:
-            found, decomposition = _without_power_factors(problem, opts, budget, seed, depth)
-        except SearchInterrupted:
-            budget.interrupt()
-            found = []
+        found, decomposition = _unless_interrupted(budget, lambda: _without_power_factors(
+            problem, opts, budget, seed, depth, check))
         exprs += found
         settled = _settles(found, symbols, X, y, noise_rel)
         if settled is not None:
@@ -490,11 +503,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         # A transform the cheap probe strongly favours is solved first, in half the budget:
         # the networks on y itself would spend it fitting a look-alike. A split's part gets
         # one too: sqrt(u^2 + (w - 1)^2) left by a difference symmetry is a sum after y^2.
-        try:
-            found, transform = _transformed(problem, opts, budget, seed, depth)
-        except SearchInterrupted:
-            budget.interrupt()
-            found = []
+        found, transform = _unless_interrupted(budget, lambda: _transformed(
+            problem, opts, budget, seed, depth))
         exprs += found
         settled = _settles(found, symbols, X, y, noise_rel)
         if settled is not None:
@@ -507,7 +517,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             # stages' deadlines are shares of the budget, most of them past by now)
             budget = budget.slice(1.0)
     early = _EarlyRead()
-    read_first = (_early_reader(problem, opts, scaling, budget, seed, depth, noise_rel, early)
+    read_first = (_early_reader(problem, opts, scaling, budget, seed, depth, noise_rel, early,
+                                check)
                   if X.shape[1] >= 2 and opts.width is None else None)
     networks, (Xt, yt) = train_networks(problem, opts, scaling, budget, rng, noise_rel,
                                         read_first)
@@ -530,12 +541,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     if can_split:
         # An input the law ignores: the smaller problem on the same rows comes first (a
         # network reads an idle input as noise to fit, with look-alike terms).
-        try:
-            found, tree = _without_irrelevant(problem, opts, networks, scaling, budget, seed,
-                                              depth)
-        except SearchInterrupted:
-            budget.interrupt()
-            found, tree = [], None
+        found, tree = _unless_interrupted(budget, lambda: _without_irrelevant(
+            problem, opts, networks, scaling, budget, seed, depth, check))
         exprs += found
         result.decomposition = tree or result.decomposition
         if near_exact(found, symbols, X, y, tol):
@@ -547,12 +554,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         # takes most of the budget and rarely gives the law; a structure it passes makes
         # smaller problems the one-node shapes read exactly.
         can_split = False
-        try:
-            exprs_split, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
-                                       tol)
-        except SearchInterrupted:
-            budget.interrupt()
-            exprs_split, tree = [], None
+        exprs_split, tree = _unless_interrupted(budget, lambda: _split(
+            problem, opts, networks, scaling, budget, seed, depth, tol, check))
         result.decomposition = tree or result.decomposition  # keep an earlier drop's tree
         exprs += exprs_split
         if near_exact(exprs_split, symbols, X, y, tol) or budget.interrupted \
@@ -566,9 +569,9 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     else:
         networks_to_read = networks
         # (not where the early read tried them on the network `_split` takes as its oracle)
-        pairs_looked = can_split and _through_combinations(Xt, yt, noise_rel, depth) and (
-            min(networks, key=lambda n: n.val_mse) is early.pairs_net)
-        if can_split and _through_combinations(Xt, yt, noise_rel, depth) and not pairs_looked:
+        look = can_split and _through_combinations(Xt, yt, noise_rel, depth)
+        pairs_looked = look and min(networks, key=lambda n: n.val_mse) is early.pairs_net
+        if look and not pairs_looked:
             # Inputs that act through pair combinations (x*y, x/y, x - y), each checked on
             # the data: the smaller problem comes first. Two inputs leave one, matched directly
             # in a second, where reading a one-node network's outer edge (3u/(3 - u) of
@@ -577,12 +580,9 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
             # passes nearly every network test). (A plain sum or product of one-variable
             # functions reads fast, and gives the network's graph.)
             pairs_looked = True
-            try:
-                found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
-                                     tol, pairs="only")
-            except SearchInterrupted:
-                budget.interrupt()
-                found, tree = [], None
+            found, tree = _unless_interrupted(budget, lambda: _split(
+                problem, opts, networks, scaling, budget, seed, depth, tol, check,
+                pairs="only"))
             exprs += found
             if tree is not None:
                 result.decomposition = tree
@@ -613,7 +613,7 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE):
             try:
                 found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
-                                     tol, pairs="rest" if pairs_looked else "all")
+                                     tol, check, pairs="rest" if pairs_looked else "all")
                 result.decomposition = tree or result.decomposition
             except SearchInterrupted:
                 budget.interrupt()

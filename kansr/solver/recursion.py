@@ -106,9 +106,12 @@ class ReductionCheck:
     """Reductions of the data X (N, d), y (N,) checked on the data: disjoint pair symmetries
     merged into one part, and columns dropped (see `PAIR_NOISE_RATIO`)."""
 
-    def __init__(self, X: np.ndarray, y: np.ndarray, seed: int = 0):
+    def __init__(self, X: np.ndarray, y: np.ndarray, seed: int = 0,
+                 noise: float | None = None):
+        """`noise`: the data's own `local_noise`, where the caller has it already."""
         self.X, self.y, self.seed = X, y, seed
-        self._parts: dict[tuple, tuple[float, np.ndarray]] = {}
+        self._parts: dict[tuple, tuple[float, np.ndarray]] = (
+            {} if noise is None else {(): (noise, y)})
 
     def _part(self, pairs: Sequence[SeparabilityResult]) -> tuple[float, np.ndarray]:
         """(`local_noise`, y) of the part that merges `pairs` (none: the data)."""
@@ -150,14 +153,16 @@ class ReductionCheck:
 POWER_STEP, MAX_POWER = 0.5, 4.0
 
 
-def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[tuple[int, float]]:
+def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0, noise: float | None = None
+                  ) -> list[tuple[int, float]]:
     """Inputs x_k > 0 that y is a power of times a function of the other inputs, f = x_k^a
     F(rest), found and checked on the data: a is the median local elasticity of y in x_k
     (`local_elasticities`) snapped to a multiple of `POWER_STEP`, and y / x_k^a must stay a
     function of the other columns (`no_noisier`: dividing by a wrong power
     leaves x_k's effect, which the others do not explain). Columns are taken one at a
     time, steadiest elasticity first, those whose elasticity's interquartile range is within
-    half a step; at least one column is left. Returns [(k, a)]."""
+    half a step; at least one column is left. `noise`: the data's `local_noise`, where known.
+    Returns [(k, a)]."""
     n, d = X.shape
     if d < 2 or not (np.all(y > 0) or np.all(y < 0)) or n < 4 * (2 * d + 1):
         return []
@@ -170,7 +175,7 @@ def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0) -> list[tuple[int
     order = [k for k in np.argsort(spread) if spread[k] <= POWER_STEP / 2]
     factors: list[tuple[int, float]] = []
     cols, z = list(range(d)), np.asarray(y, dtype=float)
-    base = local_noise(X, z, seed)
+    base = local_noise(X, z, seed) if noise is None else noise
     for k in order:
         a = float(np.clip(np.round(np.median(E[:, k]) / POWER_STEP) * POWER_STEP,
                           -MAX_POWER, MAX_POWER))
@@ -233,12 +238,13 @@ def irrelevant_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, see
     return [r.variable for r in results if r.passed]
 
 
-def ignored_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, y: np.ndarray,
-                    seed: int) -> list[int]:
-    """`irrelevant_columns` that the data confirm (`ReductionCheck.keeps`): a network fitted
-    loosely passes a column whose effect is within its error."""
+def ignored_columns(net: TrainedNetwork, scaling: Scaling, check: ReductionCheck, seed: int
+                    ) -> list[int]:
+    """`irrelevant_columns` (of the data `check.X`) that the data confirm (`check.keeps`): a
+    network fitted loosely passes a column whose effect is within its error."""
+    X = check.X
     drop = irrelevant_columns(net, scaling, X, seed)
-    if 0 < len(drop) < X.shape[1] and not ReductionCheck(X, y, seed).keeps(
+    if 0 < len(drop) < X.shape[1] and not check.keeps(
             [k for k in range(X.shape[1]) if k not in drop]):
         log.info("structure: the network ignores columns %s, the data do not", drop)
         return []
@@ -248,7 +254,7 @@ def ignored_columns(net: TrainedNetwork, scaling: Scaling, X: np.ndarray, y: np.
 def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Symbol],
                        net: TrainedNetwork, scaling: Scaling, solve_part: Callable,
                        budget: Budget, seed: int, exact: ExactRule = ExactRule(),
-                       pairs: str = "all"
+                       pairs: str = "all", check: ReductionCheck | None = None
                        ) -> tuple[list[sympy.Expr], Split | None]:
     """Formulas from splitting the problem along the structures the network passes.
 
@@ -259,7 +265,8 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     formula that meets `exact` on X, y. `pairs`: "all" tries every passed test; "only" the
     pair symmetries that pass on the data too, merged into one part (a look before reading
     a network; a part of one input gets `PAIR_ONLY_SHARE` of the budget); "rest" all but
-    what "only" tried. Returns the recombined formulas
+    what "only" tried. `check`: the data's `ReductionCheck` (made here if not given).
+    Returns the recombined formulas
     (refitted on X, y) and the tree of the first structure that gave the law, else of the
     first tried.
     """
@@ -286,7 +293,7 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     # Disjoint pair symmetries merge into one part first (a sum of three products becomes a
     # sum of three inputs in one step); the top pair alone is the fallback. A pair whose part
     # the data contradict is dropped (`ReductionCheck`).
-    check = ReductionCheck(X, y, seed)
+    check = check if check is not None else ReductionCheck(X, y, seed)
     merged = disjoint_pairs(passed, check.passes)
     candidates = ([merged] if len(merged) > 1 else []) + passed
     share = PARTS_SHARE
