@@ -29,8 +29,8 @@ from .formulas import MAX_NOISY_EXACT_CONSTANTS, NEAR_EXACT_REL_MSE, ExactRule, 
     SymbolicSettings, direct_formulas, formula_front, near_exact, network_formulas, \
     one_variable_formulas, refit_and_polish
 from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_noise
-from .recursion import MAX_DEPTH, MAX_PART_FLOOR, ReductionCheck, Split, ignored_columns, \
-    power_factors, separated_formulas
+from .recursion import MAX_DEPTH, MAX_PART_FLOOR, ReductionCheck, Split, data_pair_formulas, \
+    ignored_columns, power_factors, separated_formulas
 from .scaling import Scaling
 from .shapes import PRODUCT_LINE_GRID, PRODUCT_LINE_REL_MSE, SCREEN_ROWS, Architecture, \
     TrainedNetwork, TrainSettings, default_architectures, train_shape
@@ -248,13 +248,20 @@ def transformed_floor(transform: OutputTransform, y: np.ndarray, z: np.ndarray,
 FIRST_SYMBOLIC_SHARE = 0.5
 
 
+def _part_solver(problem: Problem, opts: SolverOptions, seed: int, depth: int) -> Callable:
+    """solve_part(X, y, symbols, budget, error_floor) -> SolveResult: a part of a split of
+    `problem`, one level deeper."""
+    def solve_part(X, y, symbols, part_budget, error_floor=0.0):
+        return solve(Problem(X, y, symbols, error_floor), opts, part_budget, seed, depth + 1)
+
+    return solve_part
+
+
 def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork],
            scaling: Scaling, budget: Budget, seed: int, depth: int, exact: ExactRule,
            check: ReductionCheck, pairs: str = "all") -> tuple[list, object]:
     """The recursion on the most accurate network (see `recursion.separated_formulas`)."""
-    def solve_part(X, y, symbols, part_budget, error_floor=0.0):
-        return solve(Problem(X, y, symbols, error_floor), opts, part_budget, seed, depth + 1)
-
+    solve_part = _part_solver(problem, opts, seed, depth)
     oracle_net = min(networks, key=lambda n: n.val_mse)
     try:
         return separated_formulas(problem.X, problem.y, problem.symbols, oracle_net, scaling,
@@ -481,9 +488,11 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
                                interrupted=budget.interrupted, noise_floor=floor)
     decomposition = None
     screen = np.random.default_rng(seed).permutation(len(X))[:SCREEN_ROWS]
-    if X.shape[1] >= 2 and opts.width is None and not _plain_one_node(
-            torch.as_tensor(scaling.x(X[screen])), torch.as_tensor(scaling.y(y[screen])[:, None]),
-            0.0):  # (with the noise estimate, I.9.18's 9 inputs passed as a plain product)
+    # (with the noise estimate, I.9.18's 9 inputs passed as a plain product)
+    combined = X.shape[1] >= 2 and opts.width is None and not _plain_one_node(
+        torch.as_tensor(scaling.x(X[screen])), torch.as_tensor(scaling.y(y[screen])[:, None]),
+        0.0)
+    if combined:
         # Inputs the law is a power of: the smaller problem on the same rows comes first
         # (G*m1*m2/r^2 leaves the distance alone; a network of all inputs must fit every
         # factor). Not where y is a plain product or sum of one-variable functions: the
@@ -515,6 +524,23 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         if transform is not None:
             # the search on y itself: what the transform left, in its usual shares (its
             # stages' deadlines are shares of the budget, most of them past by now)
+            budget = budget.slice(1.0)
+    if combined and depth < MAX_DEPTH:
+        # Pair symmetries the data show (x*y, x/y, x - y; found from local slopes, checked
+        # on the data): the smaller problem comes before any network. Found on a network,
+        # they waited for a wide mixed shape (11-13 s on three to five inputs) to fit.
+        found, tree = _unless_interrupted(budget, lambda: data_pair_formulas(
+            X, y, symbols, _part_solver(problem, opts, seed, depth), budget, seed, check,
+            data_noise))
+        exprs += found
+        settled = _settles(found, symbols, X, y, noise_rel)
+        if settled is not None:
+            log.info("law found through the data's pair symmetries: no network trained")
+            return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
+                               interrupted=budget.interrupted, noise_floor=settled,
+                               decomposition=tree, transform=transform)
+        if tree is not None:
+            decomposition = tree
             budget = budget.slice(1.0)
     early = _EarlyRead()
     read_first = (_early_reader(problem, opts, scaling, budget, seed, depth, noise_rel, early,

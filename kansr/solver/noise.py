@@ -112,6 +112,20 @@ def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0, keep: float = KE
     return float(np.sqrt(np.mean(kept) / _trimmed_chi2_mean(keep))) * peak
 
 
+def local_slopes(X: np.ndarray, y: np.ndarray, seed: int = 0, queries: int = MAX_QUERIES
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(rows (m,), slopes (m, d)): the gradient dy/dx of the same local fits (through each
+    query row's neighbours, itself left out) at up to `queries` random rows."""
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float)
+    rows = np.random.default_rng(seed).permutation(len(X))[:queries]
+    peak = float(np.max(np.abs(y))) or 1.0  # squares of values near 1e300 would overflow
+    _, _, slopes = _local_fits(_unit_inputs(X), y / peak, rows, include_self=False)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    half = np.where(hi > lo, hi / 2 - lo / 2, 1.0)  # `_unit_inputs`' scale
+    return rows, slopes / half * peak
+
+
 def local_elasticities(X: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     """(m, d) elasticities d log|y| / d log x_k at up to `MAX_QUERIES` rows: the slopes of the
     same local fits, with log|y| as the target and the positive columns as logs (a power law
