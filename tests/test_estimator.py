@@ -209,3 +209,16 @@ def test_two_inputs_through_their_ratio_are_split_before_the_mixed_shape():
     assert check(model.sympy(), sp.exp(-a / b), [a, b], [(0.1, 3)] * 2).recovered, model.sympy()
     assert model.decomposition_.test == "ratio"
     assert "mixed" not in set(model.architectures_["name"])
+
+
+def test_pair_symmetries_of_the_data_are_solved_before_any_network():
+    # sin(2(a - b)) + c^2/2: the data's slopes and local noise show the difference a - b,
+    # and the part (c, a - b), a plain sum, is read exactly: no network on all three inputs
+    a, b, c = sp.symbols("a b c")
+    X = np.random.default_rng(0).uniform(1, 3, (2000, 3))
+    y = np.sin(2 * (X[:, 0] - X[:, 1])) + X[:, 2] ** 2 / 2
+    model = KANSR(random_state=0, max_time=60).fit(X, y, variable_names=["a", "b", "c"])
+    truth = sp.sin(2 * (a - b)) + c ** 2 / 2
+    assert check(model.sympy(), truth, [a, b, c], [(1, 3)] * 3).recovered, model.sympy()
+    assert model.decomposition_.test == "difference"
+    assert model.architectures_.empty

@@ -554,3 +554,46 @@ def test_a_homogeneous_pair_on_noisy_data_passes_the_data_check():
     right = SeparabilityResult("homogeneous", 0.1, 1.0, pair=(0, 1), degree=-1.0)
     wrong = SeparabilityResult("homogeneous", 0.1, 1.0, pair=(0, 2), degree=-1.0)
     assert check.passes([], right) and not check.passes([], wrong)
+
+
+def test_pair_symmetries_are_read_from_the_data_without_a_network():
+    # the local slopes propose pairs, the data check keeps the true ones: a difference (x3
+    # idle), two disjoint pairs at once, none where y is no function of any pair's combination
+    from kansr.solver.recursion import ReductionCheck, data_pairs
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 3, (3000, 4))
+    found = lambda y, Z=X: {(r.test, frozenset(r.pair))  # noqa: E731
+                            for r in data_pairs(Z, y, ReductionCheck(Z, y))}
+    assert found(np.sin(2 * (X[:, 0] - X[:, 1])) * X[:, 2]) == {("difference", frozenset({0, 1}))}
+    assert found(X[:, 0] / X[:, 1] + np.sin(X[:, 2] * X[:, 3])) == {
+        ("ratio", frozenset({0, 1})), ("product", frozenset({2, 3}))}
+    assert found(X[:, 0] * X[:, 1] + X[:, 1] * X[:, 2] + X[:, 0] * X[:, 2], X[:, :3]) == set()
+
+
+def test_a_homogeneous_pair_from_the_data_divides_by_the_column_away_from_zero():
+    # exp(-(x0/x1)^2/2)/x1 * x2 with x0 crossing zero: degree -1 in (x0, x1), and the part is a
+    # function of x0/x1 (the normal density), not of x1/x0, which blows up at x0 = 0
+    from kansr.solver.recursion import ReductionCheck, data_pairs
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([rng.uniform(-2, 2, 3000), rng.uniform(1, 3, (3000, 2))])
+    y = np.exp(-(X[:, 0] / X[:, 1]) ** 2 / 2) / X[:, 1] * X[:, 2]
+    [pair] = data_pairs(X, y, ReductionCheck(X, y))
+    assert (pair.test, pair.pair, pair.degree) == ("homogeneous", (0, 1), -1.0)
+
+
+def test_product_parts_are_sliced_at_a_reference_among_the_datas_rows():
+    # x2 * (x0 + x1) on rows where x1 stays near x0; the oracle is right on that band and wild
+    # off it (a network between samples): parts sliced at a data row recombine to the law on
+    # the data, where a reference drawn from the box would leave the band
+    rng = np.random.default_rng(0)
+    x0 = rng.uniform(1, 3, 2000)
+    X = np.column_stack([x0, x0 + rng.uniform(-0.1, 0.1, 2000), rng.uniform(1, 3, 2000)])
+    law = lambda Z: Z[:, 2] * (Z[:, 0] + Z[:, 1]) + np.where(  # noqa: E731
+        np.abs(Z[:, 1] - Z[:, 0]) > 0.2, 5 * np.sin(7 * Z[:, 2]), 0.0)
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    result = SeparabilityResult("multiplicative", 0.0, 1.0, split=((0, 1), (2,)))
+    dec = decompose(law, result, lo, hi, np.random.default_rng(0), X=X)
+    g, h = dec.parts
+    np.testing.assert_allclose(g.y * h.y / dec.f_ref, law(X), rtol=1e-10)
