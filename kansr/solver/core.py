@@ -407,6 +407,8 @@ class _EarlyRead:
     exact: bool = False
     #: the network the pair symmetries were tried on (two inputs), and their tree
     pairs_net: TrainedNetwork | None = None
+    #: the network every structure test was tried on after its reading
+    split_net: TrainedNetwork | None = None
     tree: object | None = None
 
 
@@ -443,7 +445,20 @@ def _early_reader(problem: Problem, opts: SolverOptions, scaling: Scaling, budge
         early.net, early.graph = net, graph
         early.exprs += found
         early.exact = near_exact(found, symbols, X, y, rule)
-        return early.exact
+        if not early.exact and depth < MAX_DEPTH:
+            # The network fits but its edges did not read exactly: its structures (a product
+            # network's factors) become parts, each matched directly, more strongly than an
+            # edge is read (exp(-1/x) came out as tanh(log x) on the edge, exactly as a
+            # part), before a wider shape trains (a mixed one took 6 s, only to pass the
+            # same split).
+            found, tree = _unless_interrupted(budget, lambda: _split(
+                problem, opts, [net], scaling, budget, seed, depth, rule, check,
+                pairs="rest" if early.pairs_net is net else "all"))
+            early.split_net = net
+            early.exprs += found
+            if near_exact(found, symbols, X, y, rule):
+                early.tree, early.exact = tree, True
+        return early.exact or budget.interrupted
 
     return read_first
 
@@ -636,7 +651,8 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         exprs += found
         if near_exact(found, symbols, X, y, tol):
             break  # the best network already gave an exact-looking law
-        if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE):
+        if k == 0 and can_split and not budget.expired(SYMBOLIC_SHARE) \
+                and min(networks, key=lambda n: n.val_mse) is not early.split_net:
             try:
                 found, tree = _split(problem, opts, networks, scaling, budget, seed, depth,
                                      tol, check, pairs="rest" if pairs_looked else "all")

@@ -2,7 +2,10 @@
 multiplicative, offset-product splits; difference/sum/product/ratio pair symmetries; shears;
 lines in one input); when
 one passes, each part is solved by `solve` itself on data generated from the network, in a
-share of the budget, and the parts recombined into one formula refitted on the data."""
+share of the budget, and the parts recombined into one formula refitted on the data. Pair
+symmetries and power-law factors are also read off the data alone, before any network
+(`data_pairs`, `power_factors`), and every reduction of the data is checked on them
+(`ReductionCheck`)."""
 
 from __future__ import annotations
 
@@ -207,7 +210,8 @@ def data_pairs(X: np.ndarray, y: np.ndarray, check: ReductionCheck, seed: int = 
                       "sum": _violation(s[:, i], -s[:, j]),
                       "product": _violation(a, -b), "ratio": _violation(a, b)}
             with np.errstate(all="ignore"):
-                k = np.median(((a + b) / yq)[np.isfinite((a + b) / yq)]) if len(yq) else 0.0
+                degree = (a + b) / yq  # Euler: x_i s_i + x_j s_j = k f for degree k
+                k = np.median(degree[np.isfinite(degree)]) if np.isfinite(degree).any() else 0.0
             k_snap = POWER_STEP * np.round(k / POWER_STEP) if np.isfinite(k) else 0.0
             if k_snap != 0 and abs(k - k_snap) < POWER_STEP / 5 and abs(k_snap) <= MAX_POWER:
                 scores["homogeneous"] = _violation(a, b, k_snap * yq)
