@@ -445,12 +445,14 @@ def _early_reader(problem: Problem, opts: SolverOptions, scaling: Scaling, budge
         early.net, early.graph = net, graph
         early.exprs += found
         early.exact = near_exact(found, symbols, X, y, rule)
-        if not early.exact and depth < MAX_DEPTH:
+        if not early.exact and depth < MAX_DEPTH and not problem.transformed:
             # The network fits but its edges did not read exactly: its structures (a product
             # network's factors) become parts, each matched directly, more strongly than an
             # edge is read (exp(-1/x) came out as tanh(log x) on the edge, exactly as a
             # part), before a wider shape trains (a mixed one took 6 s, only to pass the
-            # same split).
+            # same split). Not under an output transform, which is tried for the simple law
+            # it promises: there the parts of a sum of squares came out as cosines and took
+            # the time the search on y itself needed (Feynman I.8.14 with units).
             found, tree = _unless_interrupted(budget, lambda: _split(
                 problem, opts, [net], scaling, budget, seed, depth, rule, check,
                 pairs="rest" if early.pairs_net is net else "all"))
