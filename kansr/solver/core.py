@@ -18,6 +18,7 @@ import pandas as pd
 import sympy
 import torch
 
+from ..expr import evaluate
 from ..fallback import FallbackEngine
 from ..kan import KAN
 from ..kan.init import additive_fit_error, product_fit_error
@@ -340,9 +341,27 @@ def _settles(found: list[sympy.Expr], symbols, X: np.ndarray, y: np.ndarray,
     if near_exact(found, symbols, X, y):
         return 0.0
     noisy = noise_floor(noise_rel)
-    if noisy and near_exact(found, symbols, X, y, exact_rule(noisy, True)):
+    if noisy and any(near_exact([e], symbols, X, y, exact_rule(noisy, True))
+                     and _misfit_is_noise(e, symbols, X, y) for e in found):
         return noisy
     return None
+
+
+#: A formula at the noise level ends the search early only where its misfit looks like
+#: noise: the local fits through neighbouring rows leave at least this share of the
+#: residuals' variance. A look-alike's misfit is smooth, and the fits explain it: on
+#: noise-free data whose steep curvature the local estimate read as noise (3e-5), a sine of
+#: a cubic in place of x/(e^x - 1) ended the search (Feynman III.4.33).
+NOISE_LIKE_SHARE = 0.5
+
+
+def _misfit_is_noise(expr: sympy.Expr, symbols, X: np.ndarray, y: np.ndarray) -> bool:
+    """Do y - expr(X) look like independent noise (see `NOISE_LIKE_SHARE`)?"""
+    with np.errstate(all="ignore"):
+        r = y - evaluate(expr, symbols, X)
+    if not np.all(np.isfinite(r)) or np.var(r) == 0:
+        return False
+    return relative_noise(estimate_noise(X, r), r) >= NOISE_LIKE_SHARE
 
 
 #: Share of the budget the problem without its power-law factors gets.

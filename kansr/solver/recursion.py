@@ -173,9 +173,11 @@ SLOPE_SCREEN = 0.2
 SLOPE_ROWS = 2000
 #: Candidates checked on the data, at most (each check is one local noise estimate, ~0.1 s).
 MAX_SCREENED = 12
-#: Above this noise (relative variance) a false pair's variation can hide under the noise
-#: and the data check cannot refuse it: the networks' tests decide there.
-SCREEN_MAX_NOISE = 1e-3
+#: Above this local noise estimate (relative variance; ten times below what 1 % noise gives)
+#: the networks' tests decide: on noisy data the part is one variable sooner, where a
+#: look-alike within the noise ends the search (cot(u/22) for 1/u of Coulomb's law at 1 %
+#: noise); noise-free data whose curvature reads as noise up to this are screened.
+SCREEN_MAX_NOISE = 1e-5
 
 
 def _violation(a: np.ndarray, b: np.ndarray, c: np.ndarray | float = 0.0) -> float:
