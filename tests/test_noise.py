@@ -158,3 +158,20 @@ def test_misfit_looks_like_noise_only_when_it_is_noise():
     steep = 1 / (np.exp(X[:, 0] / 3) - 1)  # noise-free; a line misses it smoothly
     assert not _noise_like(-0.9 * x + 3.4, [x], X, steep)
     assert not _noise_like(2 * x, [x], X, 2 * X[:, 0])  # exact: no misfit to judge
+
+
+def test_a_formula_at_the_noise_level_ends_the_search_only_where_its_misfit_is_noise():
+    # the law a*b on 1 % noise settles at the noise floor; on noise-free rows whose curvature
+    # was read as noise, a look-alike off by a smooth sine within that floor does not
+    from kansr.solver.core import _settles
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 3, (3000, 2))
+    a, b = sp.symbols("a b")
+    law = X[:, 0] * X[:, 1]
+    noise_rel = 1e-4
+    noisy = law + np.sqrt(noise_rel * np.var(law)) * rng.normal(size=3000)
+    assert _settles([a * b], [a, b], X, noisy, noise_rel) == pytest.approx(noise_rel)
+    wiggle = 0.9 * np.sqrt(noise_rel * np.var(law))
+    look_alike = a * b + wiggle * sp.sin(3 * a)
+    assert _settles([look_alike], [a, b], X, law, noise_rel) is None
