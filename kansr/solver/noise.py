@@ -137,11 +137,8 @@ def local_elasticities(X: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarra
         raise ValueError("elasticities need a target of one sign, without zeros")
     positive = np.all(X > 0, axis=0)
     Z = np.where(positive, np.log(np.where(positive, X, 1.0)), X)
-    queries = np.random.default_rng(seed).permutation(len(X))[:MAX_QUERIES]
-    _, _, slopes = _local_fits(_unit_inputs(Z), np.log(np.abs(y)), queries, include_self=False)
-    lo, hi = Z.min(axis=0), Z.max(axis=0)
-    half = np.where(hi > lo, hi / 2 - lo / 2, 1.0)  # `_unit_inputs`' scale
-    return np.where(positive, slopes / half, np.nan)
+    _, slopes = local_slopes(Z, np.log(np.abs(y)), seed)
+    return np.where(positive, slopes, np.nan)
 
 
 def noise_bound(X: np.ndarray, y: np.ndarray, seed: int, front: pd.DataFrame,
