@@ -222,3 +222,18 @@ def test_pair_symmetries_of_the_data_are_solved_before_any_network():
     assert check(model.sympy(), truth, [a, b, c], [(1, 3)] * 3).recovered, model.sympy()
     assert model.decomposition_.test == "difference"
     assert model.architectures_.empty
+
+
+@pytest.mark.slow
+def test_a_law_of_one_group_is_a_one_variable_part_of_the_datas_pairs():
+    # 1/(exp(2ab/(cd)) - 1): nearly a product of one-variable factors (1/u for small u,
+    # exp(-u) for large), yet none; the data's pairs leave one variable, matched directly as
+    # a ratio of one primitive: no network (it was a look-alike after 56 s)
+    a, b, c, d = sp.symbols("a b c d")
+    X = np.random.default_rng(0).uniform(1, 3, (3000, 4))
+    u = X[:, 0] * X[:, 1] / (X[:, 2] * X[:, 3])
+    model = KANSR(random_state=0, max_time=60).fit(X, 1 / (np.exp(2 * u) - 1),
+                                                   variable_names=["a", "b", "c", "d"])
+    truth = 1 / (sp.exp(2 * a * b / (c * d)) - 1)
+    assert check(model.sympy(), truth, [a, b, c, d], [(1, 3)] * 4).recovered, model.sympy()
+    assert model.architectures_.empty

@@ -583,6 +583,18 @@ def test_a_homogeneous_pair_from_the_data_divides_by_the_column_away_from_zero()
     assert (pair.test, pair.pair, pair.degree) == ("homogeneous", (0, 1), -1.0)
 
 
+def test_a_homogeneous_pair_from_the_data_is_a_ratio_mostly_below_one():
+    # x2 x1^2 / sqrt(1 - (x0/x1)^2), x0 in [1, 2], x1 in [3, 10]: degree 2 in (x0, x1), the
+    # part a function of x0/x1 (1/sqrt(1 - u^2)), not of x1/x0 (u^3/sqrt(u^2 - 1) times x0^2)
+    from kansr.solver.recursion import ReductionCheck, data_pairs
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform([1, 3, 1], [2, 10, 3], (3000, 3))
+    y = X[:, 2] * X[:, 1] ** 2 / np.sqrt(1 - (X[:, 0] / X[:, 1]) ** 2)
+    pairs = [(r.test, r.pair, r.degree) for r in data_pairs(X, y, ReductionCheck(X, y))]
+    assert ("homogeneous", (0, 1), 2.0) in pairs
+
+
 def test_product_parts_are_sliced_at_a_reference_among_the_datas_rows():
     # x2 * (x0 + x1) on rows where x1 stays near x0; the oracle is right on that band and wild
     # off it (a network between samples): parts sliced at a data row recombine to the law on

@@ -49,6 +49,9 @@ STARTS = 1
 REFINED = 8
 #: Relative errors below this are round-off: ties.
 ROUND_OFF = 1e-20
+#: A scanned fit this close (relative error on T(y) / x^k, after the local grids) is
+#: refined at once: exact to round-off, it ends the scan of forms as complex or more.
+EARLY_REFINE = 1e-8
 #: Local grids narrowing each coarse grid point: points per axis, levels, shrink per level.
 ZOOM_POINTS, ZOOM_LEVELS, ZOOM_SHRINK = 9, 5, 4.0
 #: The denominator 1 + q g may come no closer to zero than this on the data (a pole in the
@@ -280,6 +283,30 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
     scan, fine = order[:SCAN_ROWS], order[:REFINE_ROWS]
     y_sign = 1.0 if np.all(y > 0) else -1.0
     candidates: list[tuple[float, Primitive, int, bool, str, bool, np.ndarray]] = []
+    ranked: list[tuple[tuple[float, int], RationalFit]] = []
+    xf, yf = x[fine], y[fine]
+    var = max(float(np.var(yf)), 1e-300)
+
+    def refined(f: Primitive, k: int, inv: bool, tname: str, quad: bool, theta0: np.ndarray
+                ) -> tuple[tuple[float, int], RationalFit] | None:
+        if is_identity(f.expr):
+            with np.errstate(all="ignore"):
+                p, _ = _scan(xf[None, :], _transform(tname, yf) / xf ** k, quad)
+            theta0 = np.array([*p[0], 1.0, 0.0])
+        theta, err = _refine(f, xf, yf, k, inv, tname, y_sign, theta0,
+                             free_ab=not is_identity(f.expr), quad=quad)
+        theta = _canonical(f, theta)
+        try:
+            expr = _expr(f, theta, k, inv, tname, y_sign)
+        except (TypeError, ValueError):
+            return None
+        return ((max(err, ROUND_OFF), f.complexity + inv + abs(k) + quad),
+                RationalFit(expr, err * var, f.name, k, tname, quad))
+
+    # Once a fit is exact to round-off, only simpler forms can still win (round-off ties go
+    # to the simpler): the rest of the scan is skipped (x/(exp(x) - 1) is found in the
+    # first tenth of it; the whole scan took 5 s of a one-variable part's budget).
+    exact_cx = math.inf
     # a dimensionless group comes in either orientation (h omega / kT or kT / h omega):
     # f(a / x + b) is tried beside f(a x + b) where x keeps one sign
     inversions = (False, True) if x.min() * x.max() > 0 else (False,)
@@ -298,11 +325,20 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
             for f, inv in itertools.product(prims, inversions):
                 if deadline is not None and time.perf_counter() > deadline:
                     break
+                if f.complexity + inv + abs(k) + quad >= exact_cx:
+                    continue
                 if is_identity(f.expr):  # a ratio of polynomials: no map to scan
                     _, e_id = _scan(x[scan][None, :], z, quad)
                     if not inv and np.isfinite(e_id[0]):  # (1/x is a ratio of lines too)
-                        candidates.append((float(e_id[0]), f, k, False, tname, quad,
-                                           np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])))
+                        theta0 = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+                        fit = (refined(f, k, False, tname, quad, theta0)
+                               if e_id[0] <= EARLY_REFINE else None)
+                        if fit is not None and fit[0][0] <= ROUND_OFF:
+                            ranked.append(fit)
+                            exact_cx = min(exact_cx, fit[0][1])
+                        else:
+                            candidates.append((float(e_id[0]), f, k, False, tname, quad,
+                                               theta0))
                     continue
                 u = 1.0 / x if inv else x
                 m, s = 0.5 * (u.max() + u.min()), 0.5 * np.ptp(u)
@@ -324,28 +360,24 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
                         continue
                     al, be, pi, e = _zoom(f, t, z, alpha[i], beta[i], _symmetry(f) != "shift",
                                           quad)
-                    if math.isfinite(e):
-                        # (a, b) back in x's own units
-                        candidates.append((e, f, k, inv, tname, quad,
-                                           np.array([*pi, al / s, be - al * m / s])))
+                    if not math.isfinite(e):
+                        continue
+                    # (a, b) back in x's own units
+                    theta0 = np.array([*pi, al / s, be - al * m / s])
+                    if e <= EARLY_REFINE:
+                        fit = refined(f, k, inv, tname, quad, theta0)
+                        if fit is not None and fit[0][0] <= ROUND_OFF:
+                            ranked.append(fit)
+                            exact_cx = min(exact_cx, fit[0][1])
+                            continue
+                    candidates.append((e, f, k, inv, tname, quad, theta0))
     candidates.sort(key=lambda c: c[0])
-    ranked: list[tuple[tuple[float, int], RationalFit]] = []
-    xf, yf = x[fine], y[fine]
-    var = max(float(np.var(yf)), 1e-300)
     for _, f, k, inv, tname, quad, theta0 in candidates[:REFINED]:
         if deadline is not None and time.perf_counter() > deadline:
             break
-        if is_identity(f.expr):
-            with np.errstate(all="ignore"):
-                p, _ = _scan(xf[None, :], _transform(tname, yf) / xf ** k, quad)
-            theta0 = np.array([*p[0], 1.0, 0.0])
-        theta, err = _refine(f, xf, yf, k, inv, tname, y_sign, theta0,
-                             free_ab=not is_identity(f.expr), quad=quad)
-        theta = _canonical(f, theta)
-        try:
-            expr = _expr(f, theta, k, inv, tname, y_sign)
-        except (TypeError, ValueError):
+        if f.complexity + inv + abs(k) + quad >= exact_cx:
             continue
-        ranked.append(((max(err, ROUND_OFF), f.complexity + inv + abs(k) + quad),
-                       RationalFit(expr, err * var, f.name, k, tname, quad)))
+        fit = refined(f, k, inv, tname, quad, theta0)
+        if fit is not None:
+            ranked.append(fit)
     return ranked

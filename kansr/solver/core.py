@@ -33,7 +33,7 @@ from .noise import KEEP, at_noise_floor, estimate_noise, noise_floor, relative_n
 from .recursion import MAX_DEPTH, MAX_PART_FLOOR, ReductionCheck, Split, data_pair_formulas, \
     ignored_columns, power_factors, separated_formulas
 from .scaling import Scaling
-from .shapes import PRODUCT_LINE_GRID, PRODUCT_LINE_REL_MSE, SCREEN_ROWS, Architecture, \
+from .shapes import SCREEN_ROWS, Architecture, \
     TrainedNetwork, TrainSettings, default_architectures, train_shape
 
 log = logging.getLogger(__name__)
@@ -276,6 +276,12 @@ def _split(problem: Problem, opts: SolverOptions, networks: list[TrainedNetwork]
 
 #: A sum or product probe within this factor of the noise (relative MSE) counts as a fit.
 PLAIN_NOISE_FACTOR = 3.0
+#: ... and on noise-free data within this (relative MSE), fitted on this grid. Measured on
+#: the Feynman laws of two or more inputs (1,000 rows, log-scaled inputs): the plain products
+#: fit to 1.8e-10 at most on grid 40 (2.2e-8 on grid 20), the closest other laws to 1.4e-6
+#: (1/(exp(h omega / kT) - 1)) and 7.5e-5; on grid 20 with 1e-5 the former passed as plain and
+#: waited 25 s for its one-node network's reading. Costs 0.03-0.4 s (2-9 inputs).
+PLAIN_GRID, PLAIN_REL_MSE = 40, 1e-8
 
 
 def _through_combinations(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float,
@@ -288,11 +294,13 @@ def _through_combinations(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float,
 
 def _plain_one_node(Xt: torch.Tensor, yt: torch.Tensor, noise_rel: float) -> bool:
     """y is a sum, or a product up to a line, of one-variable functions (spline fits on the
-    screening rows within `PRODUCT_LINE_REL_MSE`, or within the noise)."""
+    screening rows within `PLAIN_REL_MSE`, or within the noise)."""
     X, y = Xt[:SCREEN_ROWS], yt[:SCREEN_ROWS]
-    return min(additive_fit_error(X, y, grid=PRODUCT_LINE_GRID),
-               product_fit_error(X, y, grid=PRODUCT_LINE_GRID)) \
-        <= max(PRODUCT_LINE_REL_MSE, PLAIN_NOISE_FACTOR * noise_rel)
+    # at least four rows per coefficient: on fewer a fine grid would fit anything
+    grid = max(3, min(PLAIN_GRID, len(X) // (4 * X.shape[1]) - 3))
+    return min(additive_fit_error(X, y, grid=grid),
+               product_fit_error(X, y, grid=grid)) \
+        <= max(PLAIN_REL_MSE, PLAIN_NOISE_FACTOR * noise_rel)
 
 
 #: Share of what is left that the problem without the columns the law ignores gets.
@@ -525,9 +533,10 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
     decomposition = None
     screen = np.random.default_rng(seed).permutation(len(X))[:SCREEN_ROWS]
     # (with the noise estimate, I.9.18's 9 inputs passed as a plain product)
-    combined = X.shape[1] >= 2 and opts.width is None and not _plain_one_node(
+    # (a part's network is nobody's model: there plain products take the power factors too)
+    combined = X.shape[1] >= 2 and opts.width is None and (depth > 0 or not _plain_one_node(
         torch.as_tensor(scaling.x(X[screen])), torch.as_tensor(scaling.y(y[screen])[:, None]),
-        0.0)
+        0.0))
     if combined:
         # Inputs the law is a power of: the smaller problem on the same rows comes first
         # (G*m1*m2/r^2 leaves the distance alone; a network of all inputs must fit every
@@ -544,6 +553,26 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         if decomposition is not None:
             budget = budget.slice(1.0)  # what the smaller problem left, in the usual shares
     transform = None
+    if combined and depth < MAX_DEPTH:
+        # Pair symmetries the data show (x*y, x/y, x - y; found from local slopes, checked
+        # on the data): the smaller problem comes before any network or output transform.
+        # Found on a network, they waited for a wide mixed shape (11-13 s on three to five
+        # inputs) to fit; after a transform, the part of one input had 2 s left.
+        found, tree = _unless_interrupted(budget, lambda: data_pair_formulas(
+            X, y, symbols, _part_solver(problem, opts, seed, depth), budget, seed, check,
+            data_noise))
+        exprs += found
+        # only a law exact to round-off ends the search here: on noisy data the part is one
+        # variable sooner, where a look-alike within the noise passes (cot(u/22) for the 1/u
+        # of Coulomb's law at 1 % noise); it then competes with what the networks give
+        if near_exact(found, symbols, X, y):
+            log.info("law found through the data's pair symmetries: no network trained")
+            return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
+                               interrupted=budget.interrupted, noise_floor=0.0,
+                               decomposition=tree)
+        if tree is not None:
+            decomposition = tree
+            budget = budget.slice(1.0)
     if not problem.transformed and X.shape[1] >= 2 and opts.width is None:
         # A transform the cheap probe strongly favours is solved first, in half the budget:
         # the networks on y itself would spend it fitting a look-alike. A split's part gets
@@ -560,25 +589,6 @@ def solve(problem: Problem, opts: SolverOptions, budget: Budget, seed: int = 0,
         if transform is not None:
             # the search on y itself: what the transform left, in its usual shares (its
             # stages' deadlines are shares of the budget, most of them past by now)
-            budget = budget.slice(1.0)
-    if combined and depth < MAX_DEPTH:
-        # Pair symmetries the data show (x*y, x/y, x - y; found from local slopes, checked
-        # on the data): the smaller problem comes before any network. Found on a network,
-        # they waited for a wide mixed shape (11-13 s on three to five inputs) to fit.
-        found, tree = _unless_interrupted(budget, lambda: data_pair_formulas(
-            X, y, symbols, _part_solver(problem, opts, seed, depth), budget, seed, check,
-            data_noise))
-        exprs += found
-        # only a law exact to round-off ends the search here: on noisy data the part is one
-        # variable sooner, where a look-alike within the noise passes (cot(u/22) for the 1/u
-        # of Coulomb's law at 1 % noise); it then competes with what the networks give
-        if near_exact(found, symbols, X, y):
-            log.info("law found through the data's pair symmetries: no network trained")
-            return SolveResult(formula_front(exprs, symbols, X, y), [], scaling,
-                               interrupted=budget.interrupted, noise_floor=0.0,
-                               decomposition=tree, transform=transform)
-        if tree is not None:
-            decomposition = tree
             budget = budget.slice(1.0)
     early = _EarlyRead()
     read_first = (_early_reader(problem, opts, scaling, budget, seed, depth, noise_rel, early,
