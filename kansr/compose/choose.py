@@ -183,8 +183,9 @@ def symbolize(model: KAN, X: torch.Tensor, y: torch.Tensor, library: Library,
                 trial = model if out_of_time else copy.deepcopy(model)
                 trial.layers[l].fix_edge(i, j, opt.f, opt.params)
                 if finetune_steps and not out_of_time:
+                    # below the floor every loss scores alike: tuning further changes nothing
                     fit(trial, X, y, steps=finetune_steps, update_grid=False, progress=False,
-                        min_rows_per_param=0, loss_tol=1e-16 * var_y)
+                        min_rows_per_param=0, loss_tol=floor * var_y)
                 opt.loss = _mse(trial, X, y)
                 if not math.isfinite(opt.loss):
                     opt.loss = math.inf
