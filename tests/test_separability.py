@@ -536,9 +536,11 @@ def test_power_law_factors_are_found_on_the_data():
     X = rng.uniform(1, 3, (3000, 4))
     y = X[:, 0] ** 2 * np.sin(X[:, 1]) / np.sqrt(X[:, 2]) * np.exp(X[:, 3] / 3)
     assert sorted(power_factors(X, y)) == [(0, 2.0), (2, -0.5)]
-    # a factor that is no power (exp) stays, as does a law of one sign change
+    # a factor that is no power (exp) stays; a law that changes sign keeps its power factors
+    # (the elasticities of |y|), not the factor that changes sign
     assert power_factors(X, np.exp(X[:, 0]) * X[:, 1]) == [(1, 1.0)]
-    assert power_factors(X, X[:, 0] * (X[:, 1] - 2)) == []
+    assert power_factors(X, X[:, 0] * (X[:, 1] - 2)) == [(0, 1.0)]
+    assert power_factors(X, X[:, 2] ** 2 * (1 + 2 * np.cos(X[:, 3]))) == [(2, 2.0)]
 
 
 def test_a_homogeneous_pair_on_noisy_data_passes_the_data_check():

@@ -129,12 +129,14 @@ def local_slopes(X: np.ndarray, y: np.ndarray, seed: int = 0, queries: int = MAX
 def local_elasticities(X: np.ndarray, y: np.ndarray, seed: int = 0) -> np.ndarray:
     """(m, d) elasticities d log|y| / d log x_k at up to `MAX_QUERIES` rows: the slopes of the
     same local fits, with log|y| as the target and the positive columns as logs (a power law
-    y = c x_k^a has elasticity a in x_k everywhere); NaN for the other columns. y must be of
-    one sign, without zeros."""
+    y = c x_k^a has elasticity a in x_k everywhere); NaN for the other columns. y must have
+    no zeros; where it changes sign, log|y| is steep near the crossings and the fits there are
+    off (beta (1 + alpha cos theta): beta's elasticity 1.00 at the median, 0.94-1.06 between
+    the quartiles)."""
     X = np.asarray(X, dtype=float)
     y = np.asarray(y, dtype=float)
-    if not (np.all(y > 0) or np.all(y < 0)):
-        raise ValueError("elasticities need a target of one sign, without zeros")
+    if not np.all(y != 0):
+        raise ValueError("elasticities need a target without zeros")
     positive = np.all(X > 0, axis=0)
     Z = np.where(positive, np.log(np.where(positive, X, 1.0)), X)
     _, slopes = local_slopes(Z, np.log(np.abs(y)), seed)

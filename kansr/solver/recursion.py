@@ -300,7 +300,7 @@ def power_factors(X: np.ndarray, y: np.ndarray, seed: int = 0, noise: float | No
     half a step; at least one column is left. `noise`: the data's `local_noise`, where known.
     Returns [(k, a)]."""
     n, d = X.shape
-    if d < 2 or not (np.all(y > 0) or np.all(y < 0)) or n < 4 * (2 * d + 1):
+    if d < 2 or not np.all(y != 0) or n < 4 * (2 * d + 1):
         return []
     with np.errstate(all="ignore"):
         E = local_elasticities(X, y, seed)
