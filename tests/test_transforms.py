@@ -115,13 +115,23 @@ def test_search_skips_transforms_when_y_is_already_additive(monkeypatch):
 
 
 @pytest.mark.slow
-def test_harmonic_sum_is_found_exactly_through_the_reciprocal_transform():
+def test_reciprocal_sum_is_found_exactly_through_the_reciprocal_transform():
+    # 1/y = 1/a + b^2/2 (no pair symmetry in the data: the harmonic sum 1/(1/a + 1/b) is
+    # homogeneous, and the data's pairs take it first)
     from kansr import KANSR
 
-    y = 1 / (1 / X[:, 0] + 1 / X[:, 1])
+    y = 1 / (1 / X[:, 0] + X[:, 1] ** 2 / 2)
     model = KANSR(max_time=60).fit(X, y, variable_names=["a", "b"])
     a, b = sympy.symbols("a b")
     assert model.transform_ == "1/y"
+    assert sympy.simplify(model.sympy() - 1 / (1 / a + b ** 2 / 2)) == 0, model.sympy()
+
+
+def test_harmonic_sum_is_found_exactly():
+    from kansr import KANSR
+
+    model = KANSR(max_time=60).fit(X, 1 / (1 / X[:, 0] + 1 / X[:, 1]), variable_names=["a", "b"])
+    a, b = sympy.symbols("a b")
     assert sympy.simplify(model.sympy() - a * b / (a + b)) == 0, model.sympy()
 
 
