@@ -237,3 +237,18 @@ def test_a_law_of_one_group_is_a_one_variable_part_of_the_datas_pairs():
     truth = 1 / (sp.exp(2 * a * b / (c * d)) - 1)
     assert check(model.sympy(), truth, [a, b, c, d], [(1, 3)] * 4).recovered, model.sympy()
     assert model.architectures_.empty
+
+
+@pytest.mark.slow
+def test_a_homogeneous_pair_divides_by_the_column_that_leaves_the_simpler_part():
+    # a exp(-ab/(cd)): degree 1 in (a, d), b/c a ratio. Divided by d (a/d is mostly below
+    # one) it leaves (a/d) exp(-(a/d)(b/c)), which no pair reduces; divided by a,
+    # exp(-(b/c)/(d/a)), a function of one ratio (65 s and no law otherwise)
+    a, b, c, d = sp.symbols("a b c d")
+    box = [(1, 2), (1, 3), (3, 5), (1, 3)]
+    X = np.random.default_rng(0).uniform(*zip(*box), (3000, 4))
+    y = X[:, 0] * np.exp(-X[:, 0] * X[:, 1] / (X[:, 2] * X[:, 3]))
+    model = KANSR(random_state=0, max_time=60).fit(X, y, variable_names=["a", "b", "c", "d"])
+    truth = a * sp.exp(-a * b / (c * d))
+    assert check(model.sympy(), truth, [a, b, c, d], box).recovered, model.sympy()
+    assert model.architectures_.empty
