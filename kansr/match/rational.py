@@ -303,6 +303,18 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
         return ((max(err, ROUND_OFF), f.complexity + inv + abs(k) + quad),
                 RationalFit(expr, err * var, f.name, k, tname, quad))
 
+    def take(e: float, f: Primitive, k: int, inv: bool, tname: str, quad: bool,
+             theta0: np.ndarray, exact_cx: float) -> float:
+        """A scanned fit (relative error e on T(y) / x^k): refined at once where close, kept
+        as a candidate unless that made it exact; returns the complexity bound after it."""
+        if e <= EARLY_REFINE:
+            fit = refined(f, k, inv, tname, quad, theta0)
+            if fit is not None and fit[0][0] <= ROUND_OFF:
+                ranked.append(fit)
+                return min(exact_cx, fit[0][1])
+        candidates.append((e, f, k, inv, tname, quad, theta0))
+        return exact_cx
+
     # Once a fit is exact to round-off, only simpler forms can still win (round-off ties go
     # to the simpler): the rest of the scan is skipped (x/(exp(x) - 1) is found in the
     # first tenth of it; the whole scan took 5 s of a one-variable part's budget).
@@ -330,15 +342,8 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
                 if is_identity(f.expr):  # a ratio of polynomials: no map to scan
                     _, e_id = _scan(x[scan][None, :], z, quad)
                     if not inv and np.isfinite(e_id[0]):  # (1/x is a ratio of lines too)
-                        theta0 = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0])
-                        fit = (refined(f, k, False, tname, quad, theta0)
-                               if e_id[0] <= EARLY_REFINE else None)
-                        if fit is not None and fit[0][0] <= ROUND_OFF:
-                            ranked.append(fit)
-                            exact_cx = min(exact_cx, fit[0][1])
-                        else:
-                            candidates.append((float(e_id[0]), f, k, False, tname, quad,
-                                               theta0))
+                        exact_cx = take(float(e_id[0]), f, k, False, tname, quad,
+                                        np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0]), exact_cx)
                     continue
                 u = 1.0 / x if inv else x
                 m, s = 0.5 * (u.max() + u.min()), 0.5 * np.ptp(u)
@@ -363,14 +368,8 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
                     if not math.isfinite(e):
                         continue
                     # (a, b) back in x's own units
-                    theta0 = np.array([*pi, al / s, be - al * m / s])
-                    if e <= EARLY_REFINE:
-                        fit = refined(f, k, inv, tname, quad, theta0)
-                        if fit is not None and fit[0][0] <= ROUND_OFF:
-                            ranked.append(fit)
-                            exact_cx = min(exact_cx, fit[0][1])
-                            continue
-                    candidates.append((e, f, k, inv, tname, quad, theta0))
+                    exact_cx = take(e, f, k, inv, tname, quad,
+                                    np.array([*pi, al / s, be - al * m / s]), exact_cx)
     candidates.sort(key=lambda c: c[0])
     for _, f, k, inv, tname, quad, theta0 in candidates[:REFINED]:
         if deadline is not None and time.perf_counter() > deadline:

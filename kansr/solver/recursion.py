@@ -277,7 +277,7 @@ def _oriented(X: np.ndarray, y: np.ndarray, merged: list[SeparabilityResult], se
     part the data reduce further. Either column may be the divisor (x_j^k F(x_i/x_j) =
     x_i^k G(x_j/x_i)), and which leaves the simpler part depends on the law: mom tanh(mom B /
     (kb T)) divided by T is (mom/T) tanh((mom/T)(B/kb)), by mom tanh((B/kb) / (T/mom)), a
-    function of one ratio (60 s without the law against 6 s). Where neither or both
+    function of one ratio (Feynman II.35.21: 66 s and no law, against 1.9 s). Where neither or both
     orientations reduce further, `_divided`'s stays; a column that reaches zero never
     divides."""
     at = next((n for n, r in enumerate(merged) if r.test == "homogeneous"), None)
