@@ -369,3 +369,18 @@ def test_a_logistic_written_as_tanh_of_a_log_simplifies_to_the_rational_law():
     out = simplify_safely(found, timeout_s=10)
     assert not out.has(sp.tanh, sp.log), out
     assert sp.simplify(out - (m1 * r1 + m2 * r2) / (m1 + m2)) == 0
+
+
+def test_noisy_constants_snap_to_the_shorter_description() -> None:
+    # asin(x) read as pi/2 - acos(x) at 1 % noise: 11/7 (0.03 % from pi/2) fits as well
+    # and used to be tried first (all rationals came before any multiple of pi)
+    rng = np.random.default_rng(0)
+    X = np.linspace(-0.9, 0.9, 400)[:, None]
+    Y = np.arcsin(X[:, 0]) + rng.normal(0.0, 0.01, 400)
+    out = snap_constants(F(-1.0004) * sp.acos(x) + F(1.5712), [x], X, Y)
+    assert not out.atoms(sp.Float), out
+    assert sp.simplify((out - sp.asin(x)).rewrite(sp.asin)) == 0, out
+    # 4 pi (4 bits) before 88/7 (9.3 bits): a coefficient of a power law
+    X2 = np.linspace(1, 5, 400)[:, None]
+    Y2 = 4 * np.pi * X2[:, 0] ** 2 * (1 + rng.normal(0.0, 0.01, 400))
+    assert snap_constants(F(12.571) * x**2, [x], X2, Y2) == 4 * sp.pi * x**2

@@ -175,3 +175,15 @@ def test_a_formula_at_the_noise_level_ends_the_search_only_where_its_misfit_is_n
     wiggle = 0.9 * np.sqrt(noise_rel * np.var(law))
     look_alike = a * b + wiggle * sp.sin(3 * a)
     assert _settles([look_alike], [a, b], X, law, noise_rel) is None
+
+
+def test_a_noisy_one_variable_law_is_not_left_to_the_first_look_alike_within_the_noise():
+    # (1 + r^2)/4 at 5 % relative noise: c - c' cos(a r) with a tiny argument reaches the
+    # noise first and used to end the polishing there; the parabola, polished too, snaps to
+    # no free constants and the front prefers it
+    rng = np.random.default_rng(0)
+    r = rng.uniform(0.2, 0.67, 3000)
+    y = (1 + r ** 2) / 4 + rng.normal(0.0, 0.004, r.size)
+    model = KANSR(random_state=0, max_time=30).fit(r[:, None], y, variable_names=["r"])
+    law = (1 + sp.Symbol("r") ** 2) / 4
+    assert symbolic_equivalent(model.sympy(), law), model.sympy()

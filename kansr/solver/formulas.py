@@ -255,7 +255,9 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                     break
         # Snapping costs a refit per tried value (many on noisy data, where no constant sits
         # on its simple value to round-off): only options about as good as the best are
-        # worth it, best first by the front's own loss, until one meets `exact`.
+        # worth it, best first by the front's own loss, until one meets `exact` (on noisy data
+        # one with no free constants left: a look-alike reaches the noise too, and c - c'
+        # cos(a r) ended the polishing before the parabola (1 + r^2)/4 snapped).
         # Round-off ties go to the simpler: a sine of a tiny argument mimics a line to 1e-21.
         tie = NEAR_EXACT_REL_MSE * float(np.var(y))
         best = min((m for m, _ in raws), default=math.inf)
@@ -267,7 +269,8 @@ def one_variable_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.
                 break
             exprs.append(polish_expression(raws[k][1], symbols, X, y,
                                            deadline=polish_deadline)[0])
-            if near_exact(exprs[-1:], symbols, X, y, exact):
+            if near_exact(exprs[-1:], symbols, X, y, exact) and (
+                    noise == 0 or free_constants(exprs[-1]) == 0):
                 break
     return exprs
 
