@@ -384,3 +384,10 @@ def test_noisy_constants_snap_to_the_shorter_description() -> None:
     X2 = np.linspace(1, 5, 400)[:, None]
     Y2 = 4 * np.pi * X2[:, 0] ** 2 * (1 + rng.normal(0.0, 0.01, 400))
     assert snap_constants(F(12.571) * x**2, [x], X2, Y2) == 4 * sp.pi * x**2
+
+
+def test_an_arcsine_read_as_an_arccosine_plus_half_pi_simplifies_to_the_arcsine() -> None:
+    u = sp.Symbol("n") * sp.sin(sp.Symbol("theta"))
+    assert simplify_safely(sp.pi / 2 - sp.acos(u)) == sp.asin(u)
+    assert simplify_safely(F(1.5) * (sp.acos(u) - sp.pi / 2)) == F(-1.5) * sp.asin(u)
+    assert simplify_safely(2 * sp.acos(u) + 1) == 2 * sp.acos(u) + 1  # not shorter: kept
