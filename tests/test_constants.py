@@ -391,3 +391,20 @@ def test_an_arcsine_read_as_an_arccosine_plus_half_pi_simplifies_to_the_arcsine(
     assert simplify_safely(sp.pi / 2 - sp.acos(u)) == sp.asin(u)
     assert simplify_safely(F(1.5) * (sp.acos(u) - sp.pi / 2)) == F(-1.5) * sp.asin(u)
     assert simplify_safely(2 * sp.acos(u) + 1) == 2 * sp.acos(u) + 1  # not shorter: kept
+
+
+def test_a_cosine_of_a_tiny_argument_becomes_the_power_it_mimics() -> None:
+    from kansr.compose.snap import polish_expression, taylor_tiny_arguments
+
+    q, m = sp.symbols("q m")
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (3000, 2))
+    law = X[:, 1] * X[:, 0] ** 4 / 8
+    look_alike = F(77671.3) * m * (sp.cos(F(0.00179) * q**2) - 1)
+    noisy = law * (1 + 0.01 * rng.normal(size=law.size))
+    assert polish_expression(look_alike, [q, m], X, noisy)[0] == m * q**4 / 8
+    assert polish_expression(look_alike, [q, m], X, law)[0] == m * q**4 / 8
+    # a sine the noise-free rows can tell from its argument stays, even at |x| <= 0.1
+    x1 = np.linspace(0.0, 0.1, 500)[:, None]
+    assert taylor_tiny_arguments(F(2.0) * sp.sin(q), [q], x1, 2 * np.sin(x1[:, 0])) \
+        == F(2.0) * sp.sin(q)
