@@ -187,3 +187,32 @@ def test_a_noisy_one_variable_law_is_not_left_to_the_first_look_alike_within_the
     model = KANSR(random_state=0, max_time=30).fit(r[:, None], y, variable_names=["r"])
     law = (1 + sp.Symbol("r") ** 2) / 4
     assert symbolic_equivalent(model.sympy(), law), model.sympy()
+
+
+def test_units_on_noisy_data_search_the_rows_where_the_prefactor_divides_the_noise_most():
+    # -m q^4 / (8 eps^2 h^2 n^2) at 10 % noise: the prefactor m q^4/(eps^2 h^2) spans 1e-4 to
+    # 1e3, so y / prefactor over all rows is mostly noise (its law came out 0)
+    names = ["m", "q", "epsilon", "h", "n"]
+    units = ["kg", "A*s", "A^2*s^4/(kg*m^3)", "kg*m^2/s", ""]
+    law = lambda X: -X[:, 0] * X[:, 1] ** 4 / (8 * X[:, 2] ** 2 * X[:, 3] ** 2 * X[:, 4] ** 2)
+    X, y, _, _ = _noisy(law, [1] * 5, [5] * 5, 0.1, n=10_000)
+    model = KANSR(random_state=0, max_time=30).fit(X, y, variable_names=names, units=units,
+                                                   y_units="kg*m^2/s^2")
+    m, q, eps, h, n = sp.symbols(names, positive=True)
+    assert symbolic_equivalent(model.sympy(), -m * q**4 / (8 * eps**2 * h**2 * n**2),
+                               positive=True), model.sympy()
+
+
+def test_noise_free_rows_are_all_searched_whatever_the_prefactor():
+    from kansr.solver.pipeline import _quiet_rows
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (2000, 2))
+    prefactor = X[:, 0] ** 4
+    y = prefactor * np.sin(X[:, 1])
+    assert len(_quiet_rows(prefactor, X[:, 1:], y, 0)) == 2000
+    noisy = y + rng.normal(0.0, 0.1 * np.sqrt(np.mean(y ** 2)), y.size)
+    kept = _quiet_rows(prefactor, X[:, 1:], noisy, 0)
+    assert 400 <= len(kept) < 2000
+    # every fifth of the group's range keeps rows
+    assert len(np.unique(np.minimum((X[kept, 1] - 1) // 0.8, 4))) == 5
