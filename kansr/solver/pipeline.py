@@ -89,13 +89,6 @@ def _constant_front(y: np.ndarray, symbols, X) -> pd.DataFrame:
     return formula_front([snapped], symbols, X, y)
 
 
-#: On noisy data the groups' target is searched on at least this share of the rows ...
-QUIET_MIN_SHARE = 0.2
-#: ... chosen within cells of the groups' quantiles (this many per group, by the number of
-#: groups; 2 beyond), so the rows kept still span every group's range.
-QUIET_BINS = {1: 5, 2: 3}
-
-
 #: The prefactor's quieter half must promise at least this factor less noise variance ...
 QUIET_MIN_GAIN = 4.0
 #: ... and the noise variance both halves imply on y at least this share of var(y) (0.1 %
@@ -128,6 +121,13 @@ def _noise_follows_prefactor(prefactor: np.ndarray, groups: np.ndarray, y: np.nd
     v_low, v_high = variance(low), variance(high)
     implied = min(v_low / gain_low, v_high / gain_high)
     return v_low >= np.sqrt(expected) * v_high and implied >= QUIET_NOISE_REL * float(np.var(y))
+
+
+#: On noisy data the groups' target is searched on at least this share of the rows ...
+QUIET_MIN_SHARE = 0.2
+#: ... chosen within cells of the groups' quantiles (this many per group, by the number of
+#: groups; 2 beyond), so the rows kept still span every group's range.
+QUIET_BINS = {1: 5, 2: 3}
 
 
 def _quiet_rows(prefactor: np.ndarray, groups: np.ndarray, y: np.ndarray, seed: int
