@@ -195,13 +195,13 @@ def prune_terms(
 
 # --------------------------------------------------------------------------- snapping
 
-# Physics constants come as pi, 1/pi (1/(4 pi epsilon)), sqrt(2 pi) (Gaussians), ...
-_SNAP_BASES: tuple[sp.Expr, ...] = (sp.Integer(1), sp.pi, 1 / sp.pi, sp.sqrt(2), sp.sqrt(3),
-                                    sp.pi**2, 1 / sp.sqrt(2 * sp.pi), sp.sqrt(2 * sp.pi),
-                                    sp.sqrt(sp.pi), sp.E)
-# Description length (bits) of each base, a prior: pi is common in physics laws, 1/pi and
+# Physics constants come as pi, 1/pi (1/(4 pi epsilon)), sqrt(2 pi) (Gaussians), ...; each
+# base with its description length in bits, a prior: pi is common in physics laws, 1/pi and
 # sqrt(2) less so, the rest rare (a uniform code, 3.3 bits each, put 7 pi^2 before 72).
-_BASE_BITS: tuple[float, ...] = (0.0, 2.0, 3.0, 3.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0)
+_SNAP_BASES: tuple[tuple[sp.Expr, float], ...] = (
+    (sp.Integer(1), 0.0), (sp.pi, 2.0), (1 / sp.pi, 3.0), (sp.sqrt(2), 3.0), (sp.sqrt(3), 4.0),
+    (sp.pi**2, 4.0), (1 / sp.sqrt(2 * sp.pi), 4.0), (sp.sqrt(2 * sp.pi), 4.0),
+    (sp.sqrt(sp.pi), 4.0), (sp.E, 4.0))
 
 
 def default_snap_candidates(
@@ -213,14 +213,14 @@ def default_snap_candidates(
     sqrt(3), pi**2, 1/sqrt(2 pi), sqrt(2 pi), sqrt(pi), E``, with ``q <= max_denominator``,
     ``|p| <= max_numerator`` (any ``p`` for integers), in lowest terms and within
     ``max_rel_dist`` (relative) of ``value``. Sorted by description length:
-    ``log2|p| + log2 q`` plus the base's bits (``_BASE_BITS``), ties by (base, q, |p|).
-    So pi/2 (3 bits) comes before 11/7 (6.3 bits): the first
-    value the data accept is kept, and on noisy data both may pass.
+    ``log2|p| + log2 q`` plus the base's bits (``_SNAP_BASES``), ties by (base, q, |p|).
+    So pi/2 (3 bits) comes before 11/7 (6.3 bits): the first value the data accept is
+    kept, and on noisy data both may pass.
     """
     if not math.isfinite(value) or value == 0:
         return [sp.Integer(0)]
-    found: list[tuple[tuple[int, int, int], sp.Expr]] = []
-    for rank, base in enumerate(_SNAP_BASES):
+    found: list[tuple[tuple[float, int, int, int], sp.Expr]] = []
+    for rank, (base, base_bits) in enumerate(_SNAP_BASES):
         b = float(base)
         for q in range(1, max_denominator + 1):
             p = round(value * q / b)
@@ -228,7 +228,7 @@ def default_snap_candidates(
                 continue
             c = sp.Rational(p, q) * base
             if abs(float(c) - value) <= max_rel_dist * abs(value):
-                bits = math.log2(abs(p)) + math.log2(q) + _BASE_BITS[rank]
+                bits = math.log2(abs(p)) + math.log2(q) + base_bits
                 found.append(((bits, rank, q, abs(p)), c))
     found.sort(key=lambda kc: kc[0])
     return [sp.Integer(0)] + [c for _, c in found]

@@ -137,9 +137,9 @@ def _quiet_rows(prefactor: np.ndarray, groups: np.ndarray, y: np.ndarray, seed: 
     by the prefactor, so a row's noise variance goes as 1 / prefactor^2. Within each cell of
     the groups' quantiles the rows kept, by falling |prefactor|, are those that minimise the
     variance of a least-squares fit, sum(1 / P^2) / k^2 over the k rows kept (a row joins
-    while its variance is below twice the mean so far): the nearest thing to the weighted
-    fit, which would need weights in every stage. (m q^4 / (eps^2 h^2) spans 1e-4 to 1e3:
-    at 10 % noise the target of all rows was noise, and its law came out 0.)"""
+    while its variance is below about twice the mean so far): the nearest thing to the
+    weighted fit, which would need weights in every stage. (m q^4 / (eps^2 h^2) spans 1e-4
+    to 1e3: at 10 % noise the target of all rows was noise, and its law came out 0.)"""
     n = len(y)
     if not _noise_follows_prefactor(prefactor, groups, y, seed):
         return np.arange(n)
