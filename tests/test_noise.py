@@ -216,3 +216,18 @@ def test_noise_free_rows_are_all_searched_whatever_the_prefactor():
     assert 400 <= len(kept) < 2000
     # every fifth of the group's range keeps rows
     assert len(np.unique(np.minimum((X[kept, 1] - 1) // 0.8, 4))) == 5
+
+
+def test_curvature_that_follows_the_prefactor_is_not_taken_for_noise():
+    # y = P cos(g1 + g2 g3) on groups g = x / P: where P is small the groups span more, so
+    # the local estimate of the noise-free target (curvature) is larger there, as y's noise
+    # divided by P would be; on thinned rows curvature grows and noise does not
+    from kansr.solver.pipeline import _quiet_rows
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 5, (4000, 4))
+    prefactor, groups = X[:, 0], X[:, 1:] / X[:, :1]
+    y = prefactor * np.cos(groups[:, 0] + groups[:, 1] * groups[:, 2])
+    assert len(_quiet_rows(prefactor, groups, y, 0)) == 4000
+    noisy = y + rng.normal(0.0, 0.01 * np.sqrt(np.mean(y ** 2)), y.size)
+    assert len(_quiet_rows(prefactor, groups, noisy, 0)) < 4000
