@@ -43,9 +43,15 @@ SCAN_ROWS = 200
 REFINE_ROWS = 1000
 #: Grid over (a, b) in units where the data's x spans [-1, 1] (as `varpro._grid`).
 N_ALPHA, N_BETA = 24, 13  # (alpha steps of 1.3x, beta steps of (|alpha| + 3) / 4)
-#: Grid points refined on (a, b) per (primitive, power, transform), and candidates then
-#: refined on all constants against y.
-STARTS = 1
+#: Local minima of the coarse grid refined on (a, b) per (primitive, power, transform), of
+#: those within `STARTS_WITHIN` times the best one's error (a coarse grid point one step
+#: off the law can lose to a look-alike's basin: 1/(e^x + e^-x) as exp(-x)/(1 + exp(-2x))
+#: scanned 1.4e-5 beside exp(0.4 x)'s 7.4e-6 on one subsample, and the best alone was kept),
+#: and candidates then refined on all constants against y.
+STARTS, STARTS_WITHIN = 3, 10.0
+#: Zoom levels each basin gets before the best of them is narrowed further (after two, the
+#: law's basin above scanned 1.5e-8 against the look-alike's 7.0e-6).
+BASIN_LEVELS = 2
 REFINED = 8
 #: Relative errors below this are round-off: ties.
 ROUND_OFF = 1e-20
@@ -144,15 +150,18 @@ def _scan(g: np.ndarray, z: np.ndarray, quad: bool = False) -> tuple[np.ndarray,
 
 
 def _zoom(f: Primitive, t: np.ndarray, z: np.ndarray, alpha: float, beta: float,
-          free_beta: bool, quad: bool = False) -> tuple[float, float, np.ndarray, float]:
-    """(alpha, beta) from a coarse grid point narrowed by finer local grids, (p0, p1, q, r)
-    solved at each point (a coarse grid's error says little: a flexible look-alike beats
-    the law's own shape one grid step off); (alpha, beta, p, relative error on z)."""
+          free_beta: bool, quad: bool = False, levels: range = range(ZOOM_LEVELS)
+          ) -> tuple[float, float, np.ndarray, float]:
+    """(alpha, beta) from a coarse grid point narrowed by finer local grids (the zoom
+    `levels`: level l spans ZOOM_SHRINK^-l coarse steps), (p0, p1, q, r) solved at each point
+    (a coarse grid's error says little: a flexible look-alike beats the law's own shape one
+    grid step off); (alpha, beta, p, relative error on z)."""
     steps = np.linspace(-1.0, 1.0, ZOOM_POINTS)
     d_log = math.log(_grid(N_ALPHA, 1, False)[0][1] / _grid(N_ALPHA, 1, False)[0][0])
     d_beta = 3.0 / (N_BETA - 1) * (abs(alpha) + 3.0) if free_beta else 0.0
+    d_log, d_beta = d_log / ZOOM_SHRINK ** levels.start, d_beta / ZOOM_SHRINK ** levels.start
     best = (alpha, beta, np.zeros(4), math.inf)
-    for _ in range(ZOOM_LEVELS):
+    for _ in levels:
         al = np.repeat(best[0] * np.exp(steps * d_log), ZOOM_POINTS if free_beta else 1)
         be = (np.tile(best[1] + steps * d_beta, ZOOM_POINTS) if free_beta
               else np.full(al.shape, best[1]))
@@ -179,6 +188,23 @@ def _grid_for(f: Primitive) -> tuple[np.ndarray, np.ndarray]:
     if _symmetry(f) == "shift":  # exp(a x + b) = e^b exp(a x): b is absorbed by p1 and q
         return _grid(N_ALPHA, 1, True)
     return _grid(N_ALPHA, N_BETA, True)
+
+
+def _grid_beta_count(f: Primitive) -> int:
+    return 1 if _symmetry(f) == "shift" else N_BETA
+
+
+def _basins(err: np.ndarray, n_beta: int) -> list[int]:
+    """Indices of the coarse grid's local minima (each no worse than its neighbours in
+    alpha and beta; the grid is alpha-major), best first: at most `STARTS`, within
+    `STARTS_WITHIN` of the best, finite."""
+    e = err.reshape(-1, n_beta)
+    pad = np.pad(e, 1, constant_values=np.inf)
+    local = ((e <= pad[:-2, 1:-1]) & (e <= pad[2:, 1:-1]) & (e <= pad[1:-1, :-2])
+             & (e <= pad[1:-1, 2:]) & np.isfinite(e)).ravel()
+    idx = np.flatnonzero(local)
+    idx = idx[np.argsort(err[idx], kind="stable")][:STARTS]
+    return [int(i) for i in idx if err[i] <= STARTS_WITHIN * err[idx[0]]]
 
 
 def _model(theta: np.ndarray, f: Primitive, x: np.ndarray, k: int, inv: bool) -> np.ndarray:
@@ -350,26 +376,32 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
                 t = (u[scan] - m) / s
                 alpha, beta = _grid_for(f)
                 ok = f.range_ok(beta - np.abs(alpha), beta + np.abs(alpha))
-                alpha, beta = alpha[ok], beta[ok]
-                if alpha.size == 0:
+                if not ok.any():
                     continue
                 with np.errstate(all="ignore"):
-                    g = f.numpy_fn(alpha[:, None] * t[None, :] + beta[:, None])
+                    g = f.numpy_fn(alpha[ok, None] * t[None, :] + beta[ok, None])
                 fin = np.all(np.isfinite(g), axis=1) & (np.max(np.abs(g), axis=1) < 1e100)
                 if not fin.any():
                     continue
-                alpha, beta, g = alpha[fin], beta[fin], g[fin]
-                p, err = _scan(g, z, quad)
-                for i in np.argsort(err)[:STARTS]:
-                    if not np.isfinite(err[i]):
-                        continue
-                    al, be, pi, e = _zoom(f, t, z, alpha[i], beta[i], _symmetry(f) != "shift",
-                                          quad)
-                    if not math.isfinite(e):
-                        continue
-                    # (a, b) back in x's own units
-                    exact_cx = take(e, f, k, inv, tname, quad,
-                                    np.array([*pi, al / s, be - al * m / s]), exact_cx)
+                use = np.flatnonzero(ok)[fin]
+                err = np.full(alpha.size, np.inf)
+                _, err[use] = _scan(g[fin], z, quad)
+                # every basin narrowed a little, the best of them to the end
+                free_beta = _symmetry(f) != "shift"
+                first = range(BASIN_LEVELS)
+                al, be, pi, e = min((_zoom(f, t, z, alpha[i], beta[i], free_beta, quad, first)
+                                     for i in _basins(err, _grid_beta_count(f))),
+                                    key=lambda zoomed: zoomed[3],
+                                    default=(0.0, 0.0, None, math.inf))
+                if not math.isfinite(e):
+                    continue
+                rest = range(BASIN_LEVELS, ZOOM_LEVELS)
+                finer = _zoom(f, t, z, al, be, free_beta, quad, rest)
+                if finer[3] < e:
+                    al, be, pi, e = finer
+                # (a, b) back in x's own units
+                exact_cx = take(e, f, k, inv, tname, quad,
+                                np.array([*pi, al / s, be - al * m / s]), exact_cx)
     candidates.sort(key=lambda c: c[0])
     for _, f, k, inv, tname, quad, theta0 in candidates[:REFINED]:
         if deadline is not None and time.perf_counter() > deadline:
