@@ -518,6 +518,21 @@ def test_rational_match_finds_the_law_whose_coarse_basin_is_not_the_best(seed):
     assert top.mse <= 1e-18 * np.var(y), top
 
 
+def test_rational_forms_are_scanned_simplest_first():
+    # under a deadline (a part a few reductions deep has seconds) the simple forms must be
+    # the ones tried: 1/cosh of an inverted group (exp, quadratic denominator) came after
+    # every linear form of every power and transform
+    from kansr.match.rational import POWERS, TRANSFORMS, _complexity, _forms
+
+    prims = [f for f in LIB if f.name != "abs"]
+    forms = _forms(prims, POWERS, TRANSFORMS, (False, True))
+    cx = [_complexity(k, f, inv, quad) for _, k, f, inv, quad in forms]
+    assert cx == sorted(cx)
+    sech = next(i for i, (t, k, f, inv, quad) in enumerate(forms)
+                if (t, k, f.name, inv, quad) == ("identity", 0, "exp", True, True))
+    assert sech < len(forms) // 3, (sech, len(forms))  # (last quarter before)
+
+
 def test_rational_match_never_puts_a_pole_between_the_samples():
     x = np.random.default_rng(1).uniform(-1.0, 1.0, 400)
     y = np.abs(x) ** 1.5 + 0.2 * x  # in no fit's class: the look-alikes must stay finite

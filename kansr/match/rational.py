@@ -282,28 +282,41 @@ def match_rational(x: np.ndarray, y: np.ndarray, library: Library, *,
     """The `top_k` best fits x^k (p0 + p1 g) / (1 + q g [+ r g^2]), g = f(a u + b), of
     (x, y), u = x or (x of one sign) 1/x, undone from T(y) for T in `transforms`, over the
     library's primitives; best first by relative MSE on y, possibly empty. The quadratic
-    denominator is scanned only where no linear one reproduces y to `QUADRATIC_AFTER` (it
-    doubles the work, and an exact linear-fractional law has quadratic twins at round-off).
-    Stops scanning at `deadline` (perf_counter)."""
+    denominator is scanned only while no linear one reproduces y to `QUADRATIC_AFTER` (an
+    exact linear-fractional law has quadratic twins at round-off). Forms are scanned
+    simplest first (see `_forms`); stops scanning at `deadline` (perf_counter)."""
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size < 8 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return []
-    ranked = _match(x, y, library, powers, transforms, seed, deadline, quad=False)
-    ranked.sort(key=lambda rf: rf[0])
-    if not ranked or ranked[0][0][0] > QUADRATIC_AFTER:
-        ranked += _match(x, y, library, powers,
-                         [t for t in transforms if t in QUADRATIC_TRANSFORMS], seed, deadline,
-                         quad=True)
+    ranked = _match(x, y, library, powers, transforms, seed, deadline)
     # round-off ties go to the simpler form (a ratio of lines in x, not in 1/(c - 1/x))
     return [fit for _, fit in sorted(ranked, key=lambda rf: rf[0])[:top_k]]
 
 
+def _forms(prims: Sequence[Primitive], powers: Sequence[int], transforms: Sequence[str],
+           inversions: Sequence[bool]) -> list[tuple[str, int, Primitive, bool, bool]]:
+    """Every (transform, power k, primitive, inverted, quadratic) to scan, simplest first
+    by `_complexity`, linear denominators before quadratic ones of the same complexity,
+    then in the order given. Under a deadline the simple forms are the ones tried: 1/cosh
+    of an inverted group (exp, quadratic) came after every linear form of every transform
+    and power, and a part three reductions deep ran out of its 3.8 s before it."""
+    forms = [(tname, k, f, inv, quad)
+             for tname in transforms
+             for quad in ((False, True) if tname in QUADRATIC_TRANSFORMS else (False,))
+             for k in powers for f in prims for inv in inversions]
+    return sorted(forms, key=lambda form: (_complexity(*form[1:]), form[4]))
+
+
+def _complexity(k: int, f: Primitive, inv: bool, quad: bool) -> int:
+    return f.complexity + inv + abs(k) + quad
+
+
 def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int],
-           transforms: Sequence[str], seed: int, deadline: float | None, quad: bool
+           transforms: Sequence[str], seed: int, deadline: float | None
            ) -> list[tuple[tuple[float, int], RationalFit]]:
-    """One pass of `match_rational` (linear or quadratic denominators): the refined fits,
-    each with its rank (relative MSE on y floored at round-off, complexity)."""
+    """The scan of `match_rational`: the refined fits, each with its rank (relative MSE on
+    y floored at round-off, complexity)."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(x.size)
     scan, fine = order[:SCAN_ROWS], order[:REFINE_ROWS]
@@ -326,7 +339,7 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
             expr = _expr(f, theta, k, inv, tname, y_sign)
         except (TypeError, ValueError):
             return None
-        return ((max(err, ROUND_OFF), f.complexity + inv + abs(k) + quad),
+        return ((max(err, ROUND_OFF), _complexity(k, f, inv, quad)),
                 RationalFit(expr, err * var, f.name, k, tname, quad))
 
     def take(e: float, f: Primitive, k: int, inv: bool, tname: str, quad: bool,
@@ -349,66 +362,77 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
     # f(a / x + b) is tried beside f(a x + b) where x keeps one sign
     inversions = (False, True) if x.min() * x.max() > 0 else (False,)
     prims = [f for f in library if f.expr.has(X) and f.name != "abs"]
-    for tname in transforms:
-        ty = _transform(tname, y)
-        if ty is None:
-            continue
-        for k in powers:
-            if k < 0 and x.min() <= 0 <= x.max():
-                continue  # x^k has its pole in the data's range
-            with np.errstate(all="ignore"):
-                z = ty[scan] / x[scan] ** k
-            if not np.all(np.isfinite(z)) or np.ptp(z) == 0:
-                continue
-            for f, inv in itertools.product(prims, inversions):
-                if deadline is not None and time.perf_counter() > deadline:
-                    break
-                if f.complexity + inv + abs(k) + quad >= exact_cx:
-                    continue
-                if is_identity(f.expr):  # a ratio of polynomials: no map to scan
-                    _, e_id = _scan(x[scan][None, :], z, quad)
-                    if not inv and np.isfinite(e_id[0]):  # (1/x is a ratio of lines too)
-                        exact_cx = take(float(e_id[0]), f, k, False, tname, quad,
-                                        np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0]), exact_cx)
-                    continue
-                u = 1.0 / x if inv else x
-                m, s = 0.5 * (u.max() + u.min()), 0.5 * np.ptp(u)
-                t = (u[scan] - m) / s
-                alpha, beta = _grid_for(f)
-                ok = f.range_ok(beta - np.abs(alpha), beta + np.abs(alpha))
-                if not ok.any():
-                    continue
-                with np.errstate(all="ignore"):
-                    g = f.numpy_fn(alpha[ok, None] * t[None, :] + beta[ok, None])
-                fin = np.all(np.isfinite(g), axis=1) & (np.max(np.abs(g), axis=1) < 1e100)
-                if not fin.any():
-                    continue
-                use = np.flatnonzero(ok)[fin]
-                err = np.full(alpha.size, np.inf)
-                _, err[use] = _scan(g[fin], z, quad)
-                # every basin narrowed a little, the best of them to the end
-                free_beta = _symmetry(f) != "shift"
-                first = range(BASIN_LEVELS)
-                al, be, pi, e = min((_zoom(f, t, z, alpha[i], beta[i], free_beta, quad, first)
-                                     for i in _basins(err, _grid_beta_count(f))),
-                                    key=lambda zoomed: zoomed[3],
-                                    default=(0.0, 0.0, None, math.inf))
-                if not math.isfinite(e):
-                    continue
-                rest = range(BASIN_LEVELS, ZOOM_LEVELS)
-                finer = _zoom(f, t, z, al, be, free_beta, quad, rest)
-                if finer[3] < e:
-                    al, be, pi, e = finer
-                # (a, b) back in x's own units
-                exact_cx = take(e, f, k, inv, tname, quad,
-                                np.array([*pi, al / s, be - al * m / s]), exact_cx)
-    candidates.sort(key=lambda c: c[0])
-    for _, f, k, inv, tname, quad, theta0 in candidates[:REFINED]:
+    linear_best = math.inf  # the best linear form's error (scanned on z, or refined on y)
+    targets: dict[tuple[str, int], np.ndarray | None] = {}
+    for tname, k, f, inv, quad in _forms(prims, powers, transforms, inversions):
         if deadline is not None and time.perf_counter() > deadline:
             break
-        if f.complexity + inv + abs(k) + quad >= exact_cx:
+        if _complexity(k, f, inv, quad) >= exact_cx:
+            break  # (simplest first: none after it is simpler)
+        if quad and linear_best <= QUADRATIC_AFTER:
             continue
-        fit = refined(f, k, inv, tname, quad, theta0)
-        if fit is not None:
-            ranked.append(fit)
+        if (tname, k) not in targets:
+            ty = _transform(tname, y)
+            z = None
+            if ty is not None and not (k < 0 and x.min() <= 0 <= x.max()):  # (a pole of x^k)
+                with np.errstate(all="ignore"):
+                    z = ty[scan] / x[scan] ** k
+                if not np.all(np.isfinite(z)) or np.ptp(z) == 0:
+                    z = None
+            targets[tname, k] = z
+        z = targets[tname, k]
+        if z is None:
+            continue
+        if is_identity(f.expr):  # a ratio of polynomials: no map to scan
+            _, e_id = _scan(x[scan][None, :], z, quad)
+            if not inv and np.isfinite(e_id[0]):  # (1/x is a ratio of lines too)
+                exact_cx = take(float(e_id[0]), f, k, False, tname, quad,
+                                np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.0]), exact_cx)
+                linear_best = min(linear_best, math.inf if quad else float(e_id[0]))
+            continue
+        u = 1.0 / x if inv else x
+        m, s = 0.5 * (u.max() + u.min()), 0.5 * np.ptp(u)
+        t = (u[scan] - m) / s
+        alpha, beta = _grid_for(f)
+        ok = f.range_ok(beta - np.abs(alpha), beta + np.abs(alpha))
+        if not ok.any():
+            continue
+        with np.errstate(all="ignore"):
+            g = f.numpy_fn(alpha[ok, None] * t[None, :] + beta[ok, None])
+        fin = np.all(np.isfinite(g), axis=1) & (np.max(np.abs(g), axis=1) < 1e100)
+        if not fin.any():
+            continue
+        use = np.flatnonzero(ok)[fin]
+        err = np.full(alpha.size, np.inf)
+        _, err[use] = _scan(g[fin], z, quad)
+        # every basin narrowed a little, the best of them to the end
+        free_beta = _symmetry(f) != "shift"
+        first = range(BASIN_LEVELS)
+        al, be, pi, e = min((_zoom(f, t, z, alpha[i], beta[i], free_beta, quad, first)
+                             for i in _basins(err, _grid_beta_count(f))),
+                            key=lambda zoomed: zoomed[3], default=(0.0, 0.0, None, math.inf))
+        if not math.isfinite(e):
+            continue
+        finer = _zoom(f, t, z, al, be, free_beta, quad, range(BASIN_LEVELS, ZOOM_LEVELS))
+        if finer[3] < e:
+            al, be, pi, e = finer
+        # (a, b) back in x's own units
+        exact_cx = take(e, f, k, inv, tname, quad, np.array([*pi, al / s, be - al * m / s]),
+                        exact_cx)
+        linear_best = min(linear_best, math.inf if quad else e)
+    # the best few of each kind refined on y: the quadratic ones only where no linear one
+    # is exact to `QUADRATIC_AFTER`
+    candidates.sort(key=lambda c: c[0])
+    for quad in (False, True):
+        if quad and min((r[0][0] for r in ranked if not r[1].quadratic),
+                        default=linear_best) <= QUADRATIC_AFTER:
+            break
+        for _, f, k, inv, tname, _, theta0 in [c for c in candidates if c[5] == quad][:REFINED]:
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            if _complexity(k, f, inv, quad) >= exact_cx:
+                continue
+            fit = refined(f, k, inv, tname, quad, theta0)
+            if fit is not None:
+                ranked.append(fit)
     return ranked
