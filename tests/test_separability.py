@@ -611,3 +611,42 @@ def test_product_parts_are_sliced_at_a_reference_among_the_datas_rows():
     dec = decompose(law, result, lo, hi, np.random.default_rng(0), X=X)
     g, h = dec.parts
     np.testing.assert_allclose(g.y * h.y / dec.f_ref, law(X), rtol=1e-10)
+
+
+@pytest.mark.parametrize("test", ["multiplicative", "additive"])
+def test_a_splits_second_part_comes_from_the_data_once_the_first_is_known(test):
+    # g(w) = 1 - w fitted to the oracle's slice as 1.050 - 1.049 w: the data divided by (or
+    # less) it are refitted until they depend on the second input alone, and the values
+    # then hold h(u) = 1/sqrt(1 - u^2) to round-off, not to the network's error
+    from kansr.solver.recursion import _second_part_from_data
+    from kansr.structure.decompose import Decomposition, Part
+
+    rng = np.random.default_rng(0)
+    rows = np.column_stack([rng.uniform(0.1, 0.9, 2000), rng.uniform(0.1, 0.67, 2000)])
+    g = lambda w: 1 - w  # noqa: E731
+    h = lambda u: 1 / np.sqrt(1 - u ** 2)  # noqa: E731
+    ref = np.array([0.5, 0.4])
+    if test == "multiplicative":
+        f = lambda X: g(X[:, 0]) * h(X[:, 1])  # noqa: E731
+    else:
+        f = lambda X: g(X[:, 0]) + h(X[:, 1])  # noqa: E731
+    f_ref = float(f(ref[None])[0])
+    parts = (Part((0,), rows[:, [0]], f(np.column_stack([rows[:, 0], np.full(2000, 0.4)]))),
+             Part((1,), rows[:, [1]], f(np.column_stack([np.full(2000, 0.5), rows[:, 1]]))))
+    dec = Decomposition(test, parts, ref=ref, f_ref=f_ref)
+    w, u = sympy.symbols("w u")
+    slice_g = 1.05 - 1.049 * w if test == "multiplicative" else 1.05 * h(0.4) - 1.049 * w
+    found = _second_part_from_data(dec, slice_g, ["w", "u"], f(rows), 1e-5, 0)
+    assert found is not None
+    refitted, values = found
+    whole = recombine(dec, [refitted, u], [w, u])  # u stands for part two's values here
+    whole = sympy.lambdify([w, u], whole)(rows[:, 0], values)
+    assert np.allclose(whole, f(rows), rtol=1e-10)
+    truth = h(rows[:, 1])
+    if test == "multiplicative":
+        assert np.std(values / truth) < 1e-8 * np.mean(values / truth)
+    else:
+        assert np.std(values - truth) < 1e-8
+    # a first part of the wrong shape leaves values that depend on both inputs: refused
+    assert _second_part_from_data(dec, 1.05 - 1.049 * w ** 2, ["w", "u"], f(rows), 1e-5,
+                                  0) is None

@@ -58,11 +58,10 @@ def _neighbours(d: int, n: int, per_param: int) -> int:
     return int(min(max(per_param * (2 * d + 1), 8), n - 1))
 
 
-def _local_fits(Xs: np.ndarray, y: np.ndarray, queries: np.ndarray, include_self: bool,
-                per_param: int = ESTIMATE_NEIGHBOURS
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prediction, leverage and slopes (m, d) at each query row from the local fit through
-    its neighbours."""
+def _local_design(Xs: np.ndarray, queries: np.ndarray, include_self: bool, per_param: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query row's neighbours (m, k), their design rows (m, k, p) and the normal
+    matrices (m, p, p) of its local fit."""
     n, d = Xs.shape
     k = _neighbours(d, n, per_param)
     nn = NearestNeighbors(n_neighbors=k + 1).fit(Xs)
@@ -75,6 +74,17 @@ def _local_fits(Xs: np.ndarray, y: np.ndarray, queries: np.ndarray, include_self
     p = A.shape[2]
     # a small ridge keeps degenerate neighbourhoods (repeated x values) solvable
     AtA = np.einsum("mki,mkj->mij", A, A) + 1e-10 * np.eye(p)
+    return idx, A, AtA
+
+
+def _local_fits(Xs: np.ndarray, y: np.ndarray, queries: np.ndarray, include_self: bool,
+                per_param: int = ESTIMATE_NEIGHBOURS
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Prediction, leverage and slopes (m, d) at each query row from the local fit through
+    its neighbours."""
+    d = Xs.shape[1]
+    idx, A, AtA = _local_design(Xs, queries, include_self, per_param)
+    p = A.shape[2]
     Aty = np.einsum("mki,mk->mi", A, y[idx])
     coef = np.linalg.solve(AtA, Aty[..., None])[..., 0]
     # at the query the centred design row is (1, 0, ..., 0): prediction and leverage
@@ -87,6 +97,22 @@ def _unit_inputs(X: np.ndarray) -> np.ndarray:
     lo, hi = X.min(axis=0), X.max(axis=0)
     span = np.where(hi > lo, hi / 2 - lo / 2, 1.0)
     return (X - (lo / 2 + hi / 2)) / span
+
+
+def local_smoother(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The local fits of `estimate_noise` as a linear smoother, at up to `MAX_QUERIES` random
+    rows of X (N, d): (rows (m,), neighbours (m, k), weights (m, k), scale (m,)) such that
+    any y's leave-one-out residual at rows[i], divided by sqrt(1 + leverage), is
+    scale[i] * y[rows[i]] - sum(weights[i] * y[neighbours[i]]): linear in y, with the mean
+    square of the noise variance where y is a smooth function of X plus noise."""
+    X = np.asarray(X, dtype=float)
+    rows = np.random.default_rng(seed).permutation(len(X))[:MAX_QUERIES]
+    idx, A, AtA = _local_design(_unit_inputs(X), rows, False, ESTIMATE_NEIGHBOURS)
+    # the prediction's weights: the first row of (A^T A)^-1 A^T
+    first = np.linalg.solve(AtA, np.eye(A.shape[2])[:, :1][None].repeat(len(rows), 0))[..., 0]
+    weights = np.einsum("mp,mkp->mk", first, A)
+    scale = 1.0 / np.sqrt(1.0 + first[:, 0])  # first[:, 0] is the leverage (`_local_fits`)
+    return rows, idx, weights * scale[:, None], scale
 
 
 def estimate_noise(X: np.ndarray, y: np.ndarray, seed: int = 0, keep: float = KEEP) -> float:

@@ -23,7 +23,8 @@ from ..structure.separability import (PAIR_TESTS, SeparabilityResult, Support, r
                                       separability_tests)
 from .budget import Budget
 from .formulas import ExactRule, near_exact, refit_and_polish
-from .noise import estimate_noise, local_elasticities, local_slopes, relative_noise
+from .noise import (estimate_noise, local_elasticities, local_slopes, local_smoother,
+                    relative_noise)
 from .scaling import Scaling
 from .shapes import TrainedNetwork
 
@@ -501,6 +502,59 @@ def separated_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
     return exprs, first
 
 
+def _second_part_from_data(dec, first: sympy.Expr, names: Sequence[str], y: np.ndarray,
+                           floor: float, seed: int) -> tuple[sympy.Expr, np.ndarray] | None:
+    """A split's second part on the data's own values, where they beat the oracle's slice:
+    with the first part's formula g, y = g h / f(ref) (multiplicative) or g + h - f(ref)
+    (additive) leaves h = f(ref) y / g or y - g + f(ref) on the data's rows, free of the
+    network's error. g's constants were fitted to the oracle's slice (1.050 - 1.049 w for
+    c (1 - w)), so they are refitted first, to make those values as smooth a function of the
+    second group as the data allow (the local fits of `estimate_noise` are a linear
+    smoother, so that is a least-squares problem). (g refitted, the values) where their
+    local noise is below `floor`, the oracle's error on the part (relative); else None."""
+    from ..compose.refit import compile_model, parametrize, predict, restore_floats
+    from scipy.optimize import least_squares
+
+    part0, part1 = dec.parts
+    cols = {n: part0.X[:, j] for j, n in enumerate(part0.names(list(names)))}
+    try:
+        expr_p, params, theta0 = parametrize(first)
+        model = compile_model(expr_p, params)
+    except Exception as exc:  # noqa: BLE001 - the oracle's slice still answers
+        log.debug("the first part %s cannot be evaluated: %s", first, exc)
+        return None
+    rows, idx, weights, scale = local_smoother(part1.X, seed)
+    f_ref = dec.f_ref
+
+    def values(theta: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            g = predict(model, cols, theta, len(y))
+            return f_ref * y / g if dec.test == "multiplicative" else y - g + f_ref
+
+    def residual(theta: np.ndarray) -> np.ndarray:
+        h = values(theta)
+        r = (scale * h[rows] - np.einsum("mk,mk->m", weights, h[idx])) / (np.std(h) or 1.0)
+        return np.where(np.isfinite(r), r, 1e3)
+
+    theta = theta0
+    if len(theta0):
+        try:
+            with np.errstate(all="ignore"):
+                theta = least_squares(residual, theta0, x_scale="jac",
+                                      max_nfev=50 * len(theta0)).x
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            log.debug("refitting the first part on the data failed: %s", exc)
+    h = values(theta)
+    if not np.all(np.isfinite(h)) or np.ptp(h) == 0:
+        return None
+    noise = float(np.mean(residual(theta) ** 2))  # relative: residual is scaled by std(h)
+    log.info("structure: the second part from the data has local noise %.3g (the oracle's "
+             "slice %.3g)", noise, floor)
+    if not noise < floor:
+        return None
+    return restore_floats(expr_p, params, theta), h
+
+
 def _solve_structure(X, y, symbols, net: TrainedNetwork | None, result, oracle, lo, hi,
                      rng: np.random.Generator, solve_part: Callable, budget: Budget,
                      support: Support | None = None, share: float = PARTS_SHARE
@@ -522,8 +576,15 @@ def _solve_structure(X, y, symbols, net: TrainedNetwork | None, result, oracle, 
         share = 1.0 / (len(dec.parts) - k)  # what the earlier parts left, shared equally
         floor = (part_error_floor(part.error_gain ** 2 * net.val_mse, y, part.y)
                  if part.from_oracle else 0.0)
-        sub = solve_part(part.X, part.y, part_syms, parts_budget.slice(share), floor)
-        part_exprs.append(_pick(sub.front, part.y, floor, sub.noise_floor))
+        target = part.y
+        if k == 1 and floor > 0 and dec.test in ("additive", "multiplicative"):
+            from_data = _second_part_from_data(dec, part_exprs[0], names, y[pick], floor,
+                                               int(rng.integers(2 ** 31)))
+            if from_data is not None:
+                part_exprs[0], target = from_data
+                floor = 0.0
+        sub = solve_part(part.X, target, part_syms, parts_budget.slice(share), floor)
+        part_exprs.append(_pick(sub.front, target, floor, sub.noise_floor))
         log.info("structure: part %d of %s (%s): %s", k + 1, dec.test,
                  ", ".join(part.names(names)), part_exprs[-1])
         tree.parts.append(sub.decomposition)
