@@ -542,3 +542,17 @@ def test_a_shape_whose_pruning_drops_an_input_still_trains_on_every_column():
                       TrainSettings(refine=(), steps=20, lamb=1e-2, node_th=5e-2))
     assert net is not None and net.model.input_ids == [0, 1, 2]
     assert net.val_mse < 5e-2
+
+
+def test_a_budget_slice_can_be_promised_seconds_of_the_whole_search():
+    # nested shares shrink geometrically (four data reductions left a one-input part 1.5 s
+    # of 60): `at_least` draws on the whole search's time, never beyond it
+    from kansr.solver.budget import Budget
+
+    whole = Budget(60.0)
+    deep = whole.slice(0.25).slice(0.25).slice(0.25)
+    assert deep.max_time < 1.0
+    assert 7.5 < deep.slice(0.5, at_least=8.0).max_time <= 8.0
+    assert deep.slice(0.5).max_time < 0.5
+    assert Budget(2.0).slice(0.1, at_least=8.0).max_time <= 2.0
+    assert Budget(None).slice(0.1, at_least=8.0).max_time is None

@@ -45,6 +45,11 @@ class Budget:
     # shared by a budget and its slices: Ctrl-C in a sub-problem stops the whole search
     _stop: dict = field(default_factory=lambda: {"interrupted": False}, repr=False)
 
+    def __post_init__(self) -> None:
+        # the whole search's end, shared with every slice (`slice`'s at_least draws on it)
+        self._stop.setdefault("end", None if self.max_time is None
+                              else self.start + self.max_time)
+
     @property
     def interrupted(self) -> bool:
         return self._stop["interrupted"]
@@ -70,12 +75,16 @@ class Budget:
             return time.perf_counter() + POLISH_BUDGET_S
         return self.deadline(POLISH_SHARE)
 
-    def slice(self, share: float) -> "Budget":
-        """A sub-budget: `share` of what is left of this one, starting now."""
+    def slice(self, share: float, at_least: float = 0.0) -> "Budget":
+        """A sub-budget: `share` of what is left of this one, starting now, but at least
+        `at_least` seconds while the whole search has them (a sub-problem that must not be
+        starved however deep it sits: it may outlast this budget, whose later stages then
+        find their deadlines passed)."""
         if self.max_time is None:
             return Budget(None, _stop=self._stop)
         left = max(self.max_time - self.elapsed(), 0.0)
-        return Budget(share * left, _stop=self._stop)
+        whole_left = max(self._stop["end"] - time.perf_counter(), 0.0)
+        return Budget(max(share * left, min(at_least, whole_left)), _stop=self._stop)
 
     def interrupt(self) -> None:
         """Make every deadline pass (here and in every slice): the search wraps up."""
