@@ -38,10 +38,12 @@ PARTS_SHARE = 0.6
 PAIR_ONLY_SHARE = 0.25
 #: ... and the one-input part of the data's pairs on quiet data (`data_pair_formulas`).
 QUIET_ONE_INPUT_SHARE = 0.5
-#: A part of one input on the data's own values (not the oracle's) gets at least this many
-#: seconds of the whole search, however deep it sits: matching one input directly is a fixed
-#: cost of 1-8 s (the library, then ratios of one primitive), and the nested shares of four
-#: data reductions left Planck's x^3/(exp(x) - 1) 1.5 s, where a look-alike won.
+#: The one-input part the data's pairs leave on quiet data (the law itself, on the data's
+#: own values) gets at least this many seconds of the whole search, however deep it sits:
+#: matching one input directly is a fixed cost of 1-8 s (the library, then ratios of one
+#: primitive), and the nested shares of four data reductions left Planck's x^3/(exp(x) - 1)
+#: 1.5 s, where a look-alike won. (On noisy data the networks' path keeps its time: see
+#: `SCREEN_QUIET_NOISE`.)
 ONE_INPUT_PART_S = 8.0
 #: Rows of the data the parts are generated on (the oracle's values there).
 PART_ROWS = 2000
@@ -315,7 +317,8 @@ def data_pair_formulas(X: np.ndarray, y: np.ndarray, symbols: Sequence[sympy.Sym
              else QUIET_ONE_INPUT_SHARE if len(merged) == X.shape[1] - 1 else PARTS_SHARE)
     lo, hi = X.min(axis=0), X.max(axis=0)
     return _solve_structure(X, y, symbols, None, merged, None, lo, hi,
-                            np.random.default_rng(seed), solve_part, budget, None, share)
+                            np.random.default_rng(seed), solve_part, budget, None, share,
+                            ONE_INPUT_PART_S if noise <= SCREEN_QUIET_NOISE else 0.0)
 
 
 #: A power-law factor's exponent snaps to a multiple of this, within this bound (laws have
@@ -562,10 +565,11 @@ def _second_part_from_data(dec, first: sympy.Expr, names: Sequence[str], y: np.n
 
 def _solve_structure(X, y, symbols, net: TrainedNetwork | None, result, oracle, lo, hi,
                      rng: np.random.Generator, solve_part: Callable, budget: Budget,
-                     support: Support | None = None, share: float = PARTS_SHARE
-                     ) -> tuple[list[sympy.Expr], Split]:
+                     support: Support | None = None, share: float = PARTS_SHARE,
+                     one_input_s: float = 0.0) -> tuple[list[sympy.Expr], Split]:
     """The parts of one passed test (or of several disjoint pair symmetries together), each
-    solved in its share of the budget, recombined and refitted on X, y."""
+    solved in its share of the budget (a part of one input on the data's own values in at
+    least `one_input_s` seconds), recombined and refitted on X, y."""
     names = [s.name for s in symbols]
     pick = rng.permutation(len(X))[:PART_ROWS]
     dec = decompose(oracle, result, lo, hi, rng, X=X[pick], y=y[pick], support=support)
@@ -588,8 +592,7 @@ def _solve_structure(X, y, symbols, net: TrainedNetwork | None, result, oracle, 
             if from_data is not None:
                 part_exprs[0], target = from_data
                 floor = 0.0
-        # a part of one input on the data's own values is the law itself, matched directly
-        at_least = ONE_INPUT_PART_S if part.X.shape[1] == 1 and floor == 0 else 0.0
+        at_least = one_input_s if part.X.shape[1] == 1 and floor == 0 else 0.0
         sub = solve_part(part.X, target, part_syms, parts_budget.slice(share, at_least), floor)
         part_exprs.append(_pick(sub.front, target, floor, sub.noise_floor))
         log.info("structure: part %d of %s (%s): %s", k + 1, dec.test,
