@@ -21,7 +21,6 @@ other candidate formula.
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass

@@ -99,7 +99,8 @@ def _unit_inputs(X: np.ndarray) -> np.ndarray:
     return (X - (lo / 2 + hi / 2)) / span
 
 
-def local_smoother(X: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def local_smoother(X: np.ndarray, seed: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The local fits of `estimate_noise` as a linear smoother, at up to `MAX_QUERIES` random
     rows of X (N, d): (rows (m,), neighbours (m, k), weights (m, k), scale (m,)) such that
     any y's leave-one-out residual at rows[i], divided by sqrt(1 + leverage), is
