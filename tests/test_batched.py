@@ -84,7 +84,7 @@ def test_each_network_trains_and_keeps_its_best_state():
         start = [float(torch.mean((m(Xv) - yv) ** 2)) for m in nets]
     hist = fit_batched(nets, X, y, steps=15, X_val=Xv, y_val=yv)
     for m, h, s in zip(nets, hist, start):
-        val = float(torch.mean((m(Xv) - yv) ** 2))
+        val = float(torch.mean((m(Xv) - yv) ** 2).detach())
         assert val < 1e-3 * s  # every restart learned the law
         assert val == pytest.approx(min(h.val_loss), rel=1e-9)  # its best state is restored
         assert h.n_evals > 0
