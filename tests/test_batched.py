@@ -91,7 +91,8 @@ def test_each_network_trains_and_keeps_its_best_state():
         # the parameters are the network's own again, not views into a shared buffer
         assert all(p.grad is None for p in m.parameters())
     nets[0].layers[0].coef.data.add_(1.0)
-    assert float(torch.mean((nets[1](Xv) - yv) ** 2)) == pytest.approx(hist[1].val_loss[hist[1].best_step])
+    assert float(torch.mean((nets[1](Xv) - yv) ** 2).detach()) == pytest.approx(
+        hist[1].val_loss[hist[1].best_step])
 
 
 def test_networks_on_their_own_rows():
@@ -99,8 +100,9 @@ def test_networks_on_their_own_rows():
     targets = torch.stack([torch.sin(2 * X[:, :1]), X[:, 1:2] ** 3])
     nets = _nets([2, 5, 1], 2)
     fit_batched(nets, X, targets, steps=20)
-    own = [float(torch.mean((nets[r](X) - targets[r]) ** 2)) for r in range(2)]
-    other = [float(torch.mean((nets[r](X) - targets[1 - r]) ** 2)) for r in range(2)]
+    with torch.no_grad():
+        own = [float(torch.mean((nets[r](X) - targets[r]) ** 2)) for r in range(2)]
+        other = [float(torch.mean((nets[r](X) - targets[1 - r]) ** 2)) for r in range(2)]
     assert max(own) < 1e-4 < min(other)
 
 
