@@ -182,15 +182,12 @@ def _zoom(f: Primitive, t: np.ndarray, z: np.ndarray, alpha: float, beta: float,
     return best
 
 
-def _grid_for(f: Primitive) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha, beta) to scan in normalised units."""
-    if _symmetry(f) == "shift":  # exp(a x + b) = e^b exp(a x): b is absorbed by p1 and q
-        return _grid(N_ALPHA, 1, True)
-    return _grid(N_ALPHA, N_BETA, True)
-
-
-def _grid_beta_count(f: Primitive) -> int:
-    return 1 if _symmetry(f) == "shift" else N_BETA
+def _grid_for(f: Primitive) -> tuple[np.ndarray, np.ndarray, int]:
+    """(alpha, beta) to scan in normalised units, and the number of betas per alpha (1
+    where the shift b is not free)."""
+    # exp(a x + b) = e^b exp(a x): b is absorbed by p1 and q
+    n_beta = 1 if _symmetry(f) == "shift" else N_BETA
+    return (*_grid(N_ALPHA, n_beta, True), n_beta)
 
 
 def _basins(err: np.ndarray, n_beta: int) -> list[int]:
@@ -392,7 +389,7 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
         u = 1.0 / x if inv else x
         m, s = 0.5 * (u.max() + u.min()), 0.5 * np.ptp(u)
         t = (u[scan] - m) / s
-        alpha, beta = _grid_for(f)
+        alpha, beta, n_beta = _grid_for(f)
         ok = f.range_ok(beta - np.abs(alpha), beta + np.abs(alpha))
         if not ok.any():
             continue
@@ -405,10 +402,10 @@ def _match(x: np.ndarray, y: np.ndarray, library: Library, powers: Sequence[int]
         err = np.full(alpha.size, np.inf)
         _, err[use] = _scan(g[fin], z, quad)
         # every basin narrowed a little, the best of them to the end
-        free_beta = _symmetry(f) != "shift"
+        free_beta = n_beta > 1
         first = range(BASIN_LEVELS)
         al, be, pi, e = min((_zoom(f, t, z, alpha[i], beta[i], free_beta, quad, first)
-                             for i in _basins(err, _grid_beta_count(f))),
+                             for i in _basins(err, n_beta)),
                             key=lambda zoomed: zoomed[3], default=(0.0, 0.0, None, math.inf))
         if not math.isfinite(e):
             continue

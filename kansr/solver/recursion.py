@@ -539,9 +539,12 @@ def _second_part_from_data(dec, first: sympy.Expr, names: Sequence[str], y: np.n
             g = predict(model, cols, theta, len(y))
             return f_ref * y / g if dec.test == "multiplicative" else y - g + f_ref
 
+    def rough(h: np.ndarray) -> np.ndarray:
+        """h's local-fit residuals, relative to its spread (0 where h is smooth)."""
+        return (scale * h[rows] - np.einsum("mk,mk->m", weights, h[idx])) / (np.std(h) or 1.0)
+
     def residual(theta: np.ndarray) -> np.ndarray:
-        h = values(theta)
-        r = (scale * h[rows] - np.einsum("mk,mk->m", weights, h[idx])) / (np.std(h) or 1.0)
+        r = rough(values(theta))
         return np.where(np.isfinite(r), r, 1e3)
 
     theta = theta0
@@ -555,7 +558,7 @@ def _second_part_from_data(dec, first: sympy.Expr, names: Sequence[str], y: np.n
     h = values(theta)
     if not np.all(np.isfinite(h)) or np.ptp(h) == 0:
         return None
-    noise = float(np.mean(residual(theta) ** 2))  # relative: residual is scaled by std(h)
+    noise = float(np.mean(rough(h) ** 2))
     log.info("structure: the second part from the data has local noise %.3g (the oracle's "
              "slice %.3g)", noise, floor)
     if not noise < floor:
